@@ -1,0 +1,1 @@
+"""Benchmarks: speed and size figures, written to a results file (never timed tests)."""

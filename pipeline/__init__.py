@@ -1,0 +1,1 @@
+"""TFX DAG factory and runners for the Shelf Audit Pipeline."""

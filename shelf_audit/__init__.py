@@ -1,0 +1,1 @@
+"""Shelf Audit Pipeline: data tools (synth, pack, inspect) and the command line."""

@@ -1,0 +1,69 @@
+"""The ``shelf-audit`` command line.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)``
+and ``run(args) -> int``. Modules are imported only when their subcommand
+is chosen, so ``shelf-audit --help`` does not pay for importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("shelf_data.synth", "write synthetic shelf photos in the data contract"),
+    "pack": ("shelf_data.pack", "pack a folder of labelled photos into the data contract"),
+    "inspect": ("shelf_data.inspect", "count photos per span/class/lane/device and draw a contact sheet"),
+    "run": ("pipeline.local_runner", "run the TFX pipeline locally (Beam DirectRunner, SQLite metadata)"),
+    "models": ("shelf_audit.models_cmd", "list, show, verify or roll back models in a bucket"),
+}
+
+# Exit statuses shared by every subcommand.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NOT_BLESSED = 3
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """Build the parser; only the chosen subcommand's module is imported."""
+    parser = argparse.ArgumentParser(prog="shelf-audit", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    chosen = next((a for a in argv if a in COMMANDS), None)
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(p)
+            p.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``shelf-audit`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # TFT switches the process to Keras 2; say so before TensorFlow loads.
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser(argv).parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

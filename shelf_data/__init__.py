@@ -1,0 +1,1 @@
+"""Data tools for the shelf photo contract: synthesise, pack and inspect TFRecords."""
