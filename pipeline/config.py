@@ -1,0 +1,284 @@
+"""Typed, frozen pipeline configuration loaded from TOML.
+
+A config file has one table per section below. Every value is checked
+before anything runs; a bad key or value raises :class:`ConfigError`
+naming the key and the value received, e.g.
+``training.batch_size must be >= 1. Received training.batch_size=0``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import tomli
+
+from shelf_data.contract import LABELS
+
+ALLOWED_SLICES = ("label", "lane_id", "device_id", "lighting")
+VARIANTS = ("fp32", "fp16", "dynamic", "int8")
+
+
+class ConfigError(ValueError):
+    """A config key is unknown, missing or has an invalid value."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the photos are and which spans and split to use."""
+
+    input_base: str = "data/demo"
+    # None = the latest span; otherwise an inclusive range of spans.
+    span_from: int | None = None
+    span_to: int | None = None
+    # Deterministic hash split: train_buckets : eval_buckets.
+    train_buckets: int = 4
+    eval_buckets: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """Model and optimisation settings for the Trainer."""
+
+    # "none", "imagenet" or a path to a local 3-channel MobileNetV3Small weights file.
+    weights: str = "none"
+    image_size: int = 128
+    epochs: int = 8
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    # Only when pretrained: second phase that unfreezes the top of the backbone.
+    fine_tune_epochs: int = 0
+    fine_tune_learning_rate: float = 2e-4
+    fine_tune_layers: int = 30
+    # Keras' MobileNetV3 uses BatchNorm momentum 0.999: far too slow for short runs.
+    batchnorm_momentum: float = 0.9
+    dropout: float = 0.2
+    class_weights: Mapping[str, float] = dataclasses.field(
+        default_factory=lambda: {"ok": 1.0, "misplaced": 1.0, "damaged": 2.0}
+    )
+    augment: bool = True
+    early_stopping_patience: int = 3
+    # Cap on steps per epoch (None: the whole train split each epoch). Tests use it.
+    steps_per_epoch: int | None = None
+    eval_steps: int | None = None
+    shuffle_buffer: int = 2048
+    seed: int = 42
+    mixed_precision: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class GateConfig:
+    """Evaluation policy: what it takes to bless a candidate."""
+
+    weighted_recall_floor: float = 0.90
+    class_weights: Mapping[str, float] = dataclasses.field(
+        default_factory=lambda: {"ok": 1.0, "misplaced": 1.0, "damaged": 2.0}
+    )
+    # Per-class recall floors, by label name.
+    class_recall_floors: Mapping[str, float] = dataclasses.field(default_factory=lambda: {"damaged": 0.85})
+    # Largest allowed drop of weighted recall against the latest blessed model.
+    max_drop: float = 0.01
+    slices: Sequence[str] = ("label", "lane_id", "device_id", "lighting")
+
+
+@dataclasses.dataclass(frozen=True)
+class PushConfig:
+    """Where and how the blessed model is converted and published."""
+
+    bucket: str = ""  # empty: <home>/bucket
+    model_name: str = "shelf_audit"
+    variants: Sequence[str] = ("fp16", "int8")
+    default_variant: str = "fp16"
+    size_budget_mb: float = 5.0
+    latency_budget_ms: float = 20.0
+    damaged_recall_tolerance: float = 0.02
+    golden_samples: int = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """The whole configuration of one pipeline."""
+
+    name: str = "shelf-audit"
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    gate: GateConfig = dataclasses.field(default_factory=GateConfig)
+    push: PushConfig = dataclasses.field(default_factory=PushConfig)
+    beam_args: Sequence[str] = ("--direct_num_workers=1",)
+
+    def replace(self, **sections: Any) -> PipelineConfig:
+        """Return a copy with whole sections or fields replaced (then validated)."""
+        new = dataclasses.replace(self, **sections)
+        validate(new)
+        return new
+
+
+_SECTIONS = {"data": DataConfig, "training": TrainingConfig, "gate": GateConfig, "push": PushConfig}
+
+
+def _fail(key: str, value: Any, why: str) -> ConfigError:
+    return ConfigError(f"{key} {why}. Received {key}={value!r}")
+
+
+def _coerce(key: str, value: Any, field: dataclasses.Field) -> Any:
+    """Convert a TOML value to the field's type, or raise naming the key."""
+    default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+    kind = field.type
+    if isinstance(default, bool) or kind == "bool":
+        if not isinstance(value, bool):
+            raise _fail(key, value, "must be true or false")
+        return value
+    if kind in ("int", "Optional[int]"):
+        if value is None and kind.startswith("Optional"):
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(key, value, "must be an integer")
+        return value
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _fail(key, value, "must be a number")
+        return float(value)
+    if kind == "str":
+        if not isinstance(value, str):
+            raise _fail(key, value, "must be a string")
+        return value
+    if kind.startswith("Mapping"):
+        if not isinstance(value, Mapping):
+            raise _fail(key, value, "must be a table")
+        out = {}
+        for k, v in value.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise _fail(f"{key}.{k}", v, "must be a number")
+            out[str(k)] = float(v)
+        return out
+    if kind.startswith("Sequence"):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise _fail(key, value, "must be a list of strings")
+        return tuple(value)
+    raise AssertionError(f"unhandled field type {kind} for {key}")  # pragma: no cover
+
+
+def _build(cls: type, table: Mapping[str, Any], prefix: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key {prefix}{unknown[0]} (known: {', '.join(sorted(fields))})")
+    kwargs = {name: _coerce(prefix + name, value, fields[name]) for name, value in table.items()}
+    return cls(**kwargs)
+
+
+def _check_label_map(key: str, mapping: Mapping[str, float], *, complete: bool, lo: float, hi: float) -> None:
+    for label, value in mapping.items():
+        if label not in LABELS:
+            raise ConfigError(f"{key} names unknown class {label!r} (classes: {', '.join(LABELS)})")
+        if not lo <= value <= hi:
+            raise _fail(f"{key}.{label}", value, f"must be in [{lo}, {hi}]")
+    if complete and set(mapping) != set(LABELS):
+        missing = sorted(set(LABELS) - set(mapping))
+        raise ConfigError(f"{key} must give every class a weight; missing {', '.join(missing)}")
+
+
+def validate(config: PipelineConfig) -> None:
+    """Raise ConfigError for the first invalid value found."""
+    d, t, g, p = config.data, config.training, config.gate, config.push
+    if not config.name or not config.name.replace("-", "").replace("_", "").isalnum():
+        raise _fail("name", config.name, "must be letters, digits, '-' or '_'")
+    if not d.input_base:
+        raise _fail("data.input_base", d.input_base, "must not be empty")
+    if (d.span_from is None) != (d.span_to is None):
+        raise ConfigError(
+            f"data.span_from and data.span_to go together. Received span_from={d.span_from}, span_to={d.span_to}"
+        )
+    if d.span_from is not None and not 0 <= d.span_from <= d.span_to:
+        raise _fail("data.span_from", d.span_from, f"must be >= 0 and <= data.span_to ({d.span_to})")
+    for key in ("train_buckets", "eval_buckets"):
+        if getattr(d, key) < 1:
+            raise _fail(f"data.{key}", getattr(d, key), "must be >= 1")
+    if t.weights not in ("none", "imagenet") and not t.weights.endswith((".h5", ".keras", ".weights.h5")):
+        raise _fail("training.weights", t.weights, "must be 'none', 'imagenet' or a path to a .h5 weights file")
+    if t.image_size < 32:
+        raise _fail("training.image_size", t.image_size, "must be >= 32")
+    for key in ("epochs", "batch_size", "early_stopping_patience", "shuffle_buffer"):
+        if getattr(t, key) < 1:
+            raise _fail(f"training.{key}", getattr(t, key), "must be >= 1")
+    for key in ("fine_tune_epochs", "fine_tune_layers"):
+        if getattr(t, key) < 0:
+            raise _fail(f"training.{key}", getattr(t, key), "must be >= 0")
+    for key in ("steps_per_epoch", "eval_steps"):
+        if getattr(t, key) is not None and getattr(t, key) < 1:
+            raise _fail(f"training.{key}", getattr(t, key), "must be >= 1 when set")
+    for key in ("learning_rate", "fine_tune_learning_rate"):
+        if not 0 < getattr(t, key) < 1:
+            raise _fail(f"training.{key}", getattr(t, key), "must be in (0, 1)")
+    if not 0 < t.batchnorm_momentum < 1:
+        raise _fail("training.batchnorm_momentum", t.batchnorm_momentum, "must be in (0, 1)")
+    if not 0 <= t.dropout < 1:
+        raise _fail("training.dropout", t.dropout, "must be in [0, 1)")
+    _check_label_map("training.class_weights", t.class_weights, complete=True, lo=0.0, hi=100.0)
+    if not 0 <= g.weighted_recall_floor <= 1:
+        raise _fail("gate.weighted_recall_floor", g.weighted_recall_floor, "must be in [0, 1]")
+    _check_label_map("gate.class_weights", g.class_weights, complete=True, lo=0.0, hi=100.0)
+    _check_label_map("gate.class_recall_floors", g.class_recall_floors, complete=False, lo=0.0, hi=1.0)
+    if not 0 <= g.max_drop <= 1:
+        raise _fail("gate.max_drop", g.max_drop, "must be in [0, 1]")
+    for s in g.slices:
+        if s not in ALLOWED_SLICES:
+            raise _fail("gate.slices", list(g.slices), f"may only name {', '.join(ALLOWED_SLICES)}")
+    if not p.variants or any(v not in VARIANTS for v in p.variants):
+        raise _fail("push.variants", list(p.variants), f"must be a non-empty subset of {', '.join(VARIANTS)}")
+    if p.default_variant not in p.variants:
+        raise _fail("push.default_variant", p.default_variant, f"must be one of push.variants {list(p.variants)}")
+    for key in ("size_budget_mb", "latency_budget_ms"):
+        if getattr(p, key) <= 0:
+            raise _fail(f"push.{key}", getattr(p, key), "must be > 0")
+    if not 0 <= p.damaged_recall_tolerance <= 1:
+        raise _fail("push.damaged_recall_tolerance", p.damaged_recall_tolerance, "must be in [0, 1]")
+    if p.golden_samples < 1:
+        raise _fail("push.golden_samples", p.golden_samples, "must be >= 1")
+
+
+def from_dict(raw: Mapping[str, Any]) -> PipelineConfig:
+    """Build and validate a config from a parsed TOML document."""
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in _SECTIONS:
+            if not isinstance(value, Mapping):
+                raise _fail(key, value, "must be a table")
+            kwargs[key] = _build(_SECTIONS[key], value, key + ".")
+        elif key == "name":
+            kwargs["name"] = _coerce("name", value, dataclasses.fields(PipelineConfig)[0])
+        elif key == "beam_args":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise _fail("beam_args", value, "must be a list of strings")
+            kwargs["beam_args"] = tuple(value)
+        else:
+            raise ConfigError(f"unknown key {key} (known: name, beam_args, {', '.join(_SECTIONS)})")
+    config = PipelineConfig(**kwargs)
+    validate(config)
+    return config
+
+
+def load(path: str | os.PathLike) -> PipelineConfig:
+    """Load and validate a TOML config file.
+
+    Raises:
+      ConfigError: the file is missing, not valid TOML, or holds an invalid value.
+    """
+    try:
+        with open(path, "rb") as f:
+            raw = tomli.load(f)
+    except FileNotFoundError as e:
+        raise ConfigError(f"config file not found: {path}") from e
+    except tomli.TOMLDecodeError as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}") from e
+    try:
+        return from_dict(raw)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from e
+
+
+def to_dict(config: PipelineConfig) -> dict[str, Any]:
+    """Plain-data view of the config (for logs, custom_config and the manifest)."""
+    return dataclasses.asdict(config)

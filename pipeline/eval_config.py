@@ -1,0 +1,100 @@
+"""Build the TFMA EvalConfig that encodes the evaluation policy.
+
+Blessing needs all of: class-weighted macro recall at or above its floor;
+each configured per-class recall at or above its floor; and, when a
+baseline exists, no drop beyond ``max_drop`` against it.
+
+Two TFMA behaviours shape this (see DESIGN.md, known traps):
+
+* TFMA's ``Recall`` thresholds a class's probability at 0.5 rather than
+  taking the argmax, and its macro average cannot be gated alone: recall
+  comes from :mod:`pipeline.metrics` (argmax over the confusion matrix).
+* A threshold in ``thresholds`` applies to every slice, and classes absent
+  from a slice give NaN which fails validation: the gate's thresholds go in
+  ``per_slice_thresholds`` bound to the overall slice only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+import tensorflow_model_analysis as tfma
+
+from shelf_data.contract import LABEL_KEY, LABELS
+
+WEIGHTED_RECALL = "weighted_macro_recall"
+ACCURACY = "accuracy"
+EXAMPLE_COUNT = "example_count"
+_METRICS_MODULE = "pipeline.metrics"
+
+
+def class_recall_name(label: str) -> str:
+    """Metric name of one class's recall, e.g. ``recall/damaged``."""
+    return f"recall/{label}"
+
+
+def _recall(
+    name: str, class_weights: Mapping[int, float], gate: tfma.PerSliceMetricThreshold | None = None
+) -> tfma.MetricConfig:
+    config = json.dumps({"name": name, "recall_weights": {str(k): v for k, v in class_weights.items()}})
+    # Thresholds sit on the MetricConfig: in TFMA 0.47.1 the spec-level
+    # ``per_slice_thresholds`` map builds keys that never match computed metrics.
+    return tfma.MetricConfig(
+        class_name="ArgmaxRecall",
+        module=_METRICS_MODULE,
+        config=config[1:-1],
+        per_slice_thresholds=[gate] if gate else [],
+    )
+
+
+def _overall_floor(floor: float, max_drop: float | None = None) -> tfma.PerSliceMetricThreshold:
+    threshold = tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(lower_bound={"value": floor}))
+    if max_drop is not None:
+        threshold.change_threshold.CopyFrom(
+            tfma.GenericChangeThreshold(
+                direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -float(max_drop)}
+            )
+        )
+    return tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)
+
+
+def build_eval_config(
+    class_weights: Mapping[str, float],
+    weighted_recall_floor: float,
+    class_recall_floors: Mapping[str, float],
+    max_drop: float | None,
+    slices: Sequence[str] = (),
+    label_key: str = LABEL_KEY,
+    signature_name: str = "serving_default",
+) -> tfma.EvalConfig:
+    """Return the EvalConfig for the gate.
+
+    Args:
+      class_weights: label name -> weight in the macro average (damaged 2x).
+      weighted_recall_floor: lower bound of the class-weighted macro recall.
+      class_recall_floors: label name -> lower bound of that class's recall.
+      max_drop: largest allowed drop of weighted recall against the baseline;
+        None leaves the baseline out of the gate.
+      slices: feature keys to slice by, in addition to the overall slice.
+      label_key: the label feature in the raw examples.
+      signature_name: the model signature TFMA feeds serialized examples to.
+    """
+    for name in list(class_weights) + list(class_recall_floors):
+        if name not in LABELS:
+            raise ValueError(f"unknown class {name!r}; classes are {LABELS}")
+    weights = {LABELS.index(name): float(w) for name, w in class_weights.items()}
+    metrics = [
+        tfma.MetricConfig(class_name="ExampleCount", config=f'"name": "{EXAMPLE_COUNT}"'),
+        tfma.MetricConfig(class_name="SparseCategoricalAccuracy", config=f'"name": "{ACCURACY}"'),
+        tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
+        _recall(WEIGHTED_RECALL, weights, _overall_floor(weighted_recall_floor, max_drop)),
+    ]
+    for i, label in enumerate(LABELS):
+        floor = class_recall_floors.get(label)
+        metrics.append(_recall(class_recall_name(label), {i: 1.0}, None if floor is None else _overall_floor(floor)))
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name=signature_name, label_key=label_key)],
+        slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[key]) for key in slices],
+        metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
+    )

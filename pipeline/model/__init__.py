@@ -1,0 +1,1 @@
+"""Model code run inside TFX components: features, preprocessing, Keras model, trainer."""

@@ -1,0 +1,204 @@
+"""TFX Trainer ``run_fn``: composes the input pipeline, the model and the export.
+
+Augmentation happens here, in the input function, not in Transform:
+Transform runs once, and augmentation must differ every epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras
+from tfx import v1 as tfx
+
+from pipeline.config import TrainingConfig
+from pipeline.model import features, preprocessing
+from pipeline.model import model as model_lib
+from shelf_data.contract import LABELS
+
+log = logging.getLogger(__name__)
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def training_config(custom_config: dict[str, Any]) -> TrainingConfig:
+    """Rebuild the frozen TrainingConfig from the Trainer's custom_config."""
+    return TrainingConfig(**custom_config["training"])
+
+
+def class_weight_by_id(weights: dict[str, float]) -> dict[int, float]:
+    """tf_keras wants every class id as an int key (custom_config turns keys into strings)."""
+    return {i: float(weights[label]) for i, label in enumerate(LABELS)}
+
+
+def augment(image: tf.Tensor, label: tf.Tensor, seed: int, image_size: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """Random flip, brightness, contrast and a small shift of one float32 0..255 image."""
+    image = tf.image.random_flip_left_right(image)
+    image = tf.image.random_brightness(image, 25.0)
+    image = tf.image.random_contrast(image, 0.8, 1.2)
+    pad = max(1, image_size // 16)
+    image = tf.pad(image[None], [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")[0]
+    image = tf.image.random_crop(image, [image_size, image_size, 1])
+    return tf.clip_by_value(image, 0.0, 255.0), label
+
+
+def make_dataset(
+    file_patterns: list[str],
+    batch_size: int,
+    image_size: int,
+    training: bool,
+    seed: int = 42,
+    shuffle_buffer: int = 2048,
+    do_augment: bool = True,
+    repeat: bool = False,
+) -> tf.data.Dataset:
+    """Batches of (float32 pixels 0..255 ``[b, s, s, 1]``, int64 label) from transformed examples.
+
+    Decoded uint8 images are cached (16 KiB each at 128x128), so the
+    TFRecords are parsed once; shuffling and augmentation run after the cache.
+    """
+    files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no transformed examples match {file_patterns}")
+    spec = {
+        features.PIXELS_KEY: tf.io.FixedLenFeature([], tf.string),
+        features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+    }
+
+    def parse(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        parsed = tf.io.parse_single_example(record, spec)
+        return preprocessing.parse_pixels(parsed[features.PIXELS_KEY], image_size), parsed[features.LABEL_KEY]
+
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=AUTOTUNE)
+    ds = ds.map(parse, num_parallel_calls=AUTOTUNE).cache()
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
+    if training and do_augment:
+        ds = ds.map(lambda x, y: augment(x, y, seed, image_size), num_parallel_calls=AUTOTUNE)
+    return ds.batch(batch_size).prefetch(AUTOTUNE)
+
+
+def check_mixed_precision(enabled: bool) -> None:
+    """Turn on mixed precision, refusing it on a machine without a GPU (it only slows a CPU down)."""
+    if not enabled:
+        return
+    if not tf.config.list_physical_devices("GPU"):
+        raise ValueError(
+            "training.mixed_precision=true needs a GPU and this machine has none; "
+            "set training.mixed_precision=false (mixed precision only slows training on a CPU)"
+        )
+    tf_keras.mixed_precision.set_global_policy("mixed_float16")
+
+
+def _callbacks(model_run_dir: str, patience: int) -> list[tf_keras.callbacks.Callback]:
+    return [
+        tf_keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
+        tf_keras.callbacks.ModelCheckpoint(
+            os.path.join(model_run_dir, "checkpoints", "best"),
+            monitor="val_loss",
+            save_best_only=True,
+            save_weights_only=True,
+        ),
+        tf_keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, patience - 1)),
+        tf_keras.callbacks.TensorBoard(log_dir=os.path.join(model_run_dir, "logs"), update_freq="epoch"),
+    ]
+
+
+def _compile(model: tf_keras.Model, learning_rate: float) -> None:
+    model.compile(
+        optimizer=tf_keras.optimizers.Adam(learning_rate),
+        loss=tf_keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+
+
+def train(
+    config: TrainingConfig, train_files: list[str], eval_files: list[str], model_run_dir: str
+) -> tuple[tf_keras.Model, dict[str, list[float]]]:
+    """Build and fit the model; return it with the merged Keras history."""
+    tf_keras.utils.set_random_seed(config.seed)
+    check_mixed_precision(config.mixed_precision)
+    size = config.image_size
+    repeat = config.steps_per_epoch is not None
+    train_ds = make_dataset(
+        train_files, config.batch_size, size, True, config.seed, config.shuffle_buffer, config.augment, repeat
+    )
+    eval_ds = make_dataset(eval_files, config.batch_size, size, False)
+    model = model_lib.build_model(size, config.weights, config.dropout, config.batchnorm_momentum)
+    pretrained = config.weights != "none"
+    if pretrained:
+        # Phase 1: train the head on a frozen backbone so its random init does not wreck the features.
+        model_lib.backbone_of(model).trainable = False
+    _compile(model, config.learning_rate)
+    fit_args = dict(
+        validation_data=eval_ds,
+        steps_per_epoch=config.steps_per_epoch,
+        validation_steps=config.eval_steps,
+        class_weight=class_weight_by_id(dict(config.class_weights)),
+        verbose=2,
+    )
+    history = model.fit(
+        train_ds, epochs=config.epochs, callbacks=_callbacks(model_run_dir, config.early_stopping_patience), **fit_args
+    ).history
+    if pretrained and config.fine_tune_epochs:
+        # Phase 2: fine-tune the top of the backbone with a lower rate.
+        model_lib.unfreeze_top(model, config.fine_tune_layers)
+        _compile(model, config.fine_tune_learning_rate)
+        more = model.fit(
+            train_ds,
+            epochs=config.fine_tune_epochs,
+            callbacks=_callbacks(model_run_dir, config.early_stopping_patience),
+            **fit_args,
+        ).history
+        history = {k: history.get(k, []) + more.get(k, []) for k in set(history) | set(more)}
+    return model, history
+
+
+def export(model: tf_keras.Model, tf_transform_output: tft.TFTransformOutput, image_size: int, path: str) -> None:
+    """Save the SavedModel with the serving, transform and image signatures."""
+    model.tft_layer = tf_transform_output.transform_features_layer()
+    raw_spec = tf_transform_output.raw_feature_spec()
+    serving_spec = {k: v for k, v in raw_spec.items() if k != features.LABEL_KEY}
+
+    def probabilities(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {features.PROBABILITIES: model(images, training=False)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+        transformed = model.tft_layer(tf.io.parse_example(serialized, serving_spec))
+        return probabilities(preprocessing.parse_pixels_batch(transformed[features.PIXELS_KEY], image_size))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_features(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+        return model.tft_layer(tf.io.parse_example(serialized, raw_spec))
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, image_size, image_size, 1], tf.float32, name=features.IMAGE_INPUT)]
+    )
+    def serve_image(image: tf.Tensor) -> dict[str, tf.Tensor]:
+        return probabilities(image)
+
+    signatures = {
+        features.SERVING_SIGNATURE: serve_examples,
+        features.TRANSFORM_SIGNATURE: transform_features,
+        features.IMAGE_SIGNATURE: serve_image,
+    }
+    model.save(path, save_format="tf", signatures=signatures)
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """TFX entry point: train on the transformed examples, export the SavedModel."""
+    config = training_config(fn_args.custom_config)
+    log.info("training config: %s", json.dumps(fn_args.custom_config["training"], sort_keys=True))
+    model, history = train(config, fn_args.train_files, fn_args.eval_files, fn_args.model_run_dir)
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "training_summary.json"), "w") as f:
+        json.dump({"seed": config.seed, "epochs_run": len(history.get("loss", [])), "history": history}, f, indent=1)
+    export(model, tft.TFTransformOutput(fn_args.transform_output), config.image_size, fn_args.serving_model_dir)
