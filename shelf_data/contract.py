@@ -145,7 +145,9 @@ class ShardedWriter:
 
     def write(self, record: PhotoRecord) -> None:
         """Append one record to the next shard."""
-        self._writers[self.count % self.num_shards].write(make_example(record).SerializeToString())
+        # deterministic=True: the feature map is otherwise serialised in random order.
+        example = make_example(record).SerializeToString(deterministic=True)
+        self._writers[self.count % self.num_shards].write(example)
         self.count += 1
 
     def write_all(self, records: Iterable[PhotoRecord]) -> int:
