@@ -1,0 +1,475 @@
+"""Convert the exported image signature to TFLite variants and verify them.
+
+Our own converter rather than TFX's ``TFLiteRewriter``: the rewriter drops
+converter options and cannot make a true integer model. Every function here
+is a pure step the TFLite pusher composes (and the benchmark reuses):
+
+- :func:`convert` builds one variant (``fp32``, ``fp16``, ``dynamic``,
+  ``int8``) from the ``serving_image`` signature. ``serving_default`` parses
+  ``tf.Example`` protos and would need Flex ops, so it is never converted.
+- :func:`run_tflite` / :func:`measure_latency_ms` run a converted model the
+  way the handheld does (batch 1, raw 0..255 pixels).
+- :func:`verify_variant` checks a variant against the SavedModel's outputs
+  and the budgets and returns a frozen :class:`VariantReport`.
+- :func:`load_images` reads the Transform output examples (``pixels`` is a
+  serialized uint8 tensor) that feed int8 calibration and verification.
+
+int8 contract: integer builtin ops only, ``uint8`` input with scale 1.0 and
+zero point 0 (the app feeds raw pixels, no arithmetic), ``float32`` output.
+We keep the output in float because the model contract promises
+probabilities; the final dequantize costs nothing measurable and the app
+needs no output scale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+import statistics
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from shelf_data.contract import LABELS
+
+log = logging.getLogger(__name__)
+
+VARIANTS: tuple[str, ...] = ("fp32", "fp16", "dynamic", "int8")
+DEFAULT_SIGNATURE = "serving_image"
+INPUT_KEY = "image"
+OUTPUT_KEY = "probabilities"
+IMAGE_SHAPE: tuple[int, int, int] = (128, 128, 1)
+PIXELS_KEY = "pixels"
+LABEL_KEY = "label"
+DAMAGED = "damaged"
+
+# Human-readable quantization recorded in the manifest.
+QUANTIZATION: dict[str, str] = {
+    "fp32": "none (float32 weights and activations)",
+    "fp16": "float16 weights, float32 compute",
+    "dynamic": "dynamic range (int8 weights, float activations)",
+    "int8": "full integer (int8 weights and activations, uint8 input, float32 output)",
+}
+
+# Parity with the SavedModel on the golden samples, on probabilities. The
+# quantized variants are judged by agreement and recall instead.
+DEFAULT_PARITY_TOLERANCES: dict[str, float] = {"fp32": 1e-5, "fp16": 1e-2}
+
+
+def _check_variant(variant: str) -> None:
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {list(VARIANTS)}. Received variant={variant!r}")
+
+
+def _representative_dataset(images: np.ndarray) -> Iterator[list[np.ndarray]]:
+    """Yield calibration inputs as the converter wants them (float32, batch 1).
+
+    The calibrated range of the input tensor sets the uint8 input scale. When
+    the data already spans 0..255 the scale is exactly 1.0 with zero point 0;
+    when it does not (dark or washed-out photos) we add one ramp frame that
+    does, so the app can always feed raw pixels. One frame among hundreds
+    barely moves the activation ranges.
+    """
+    images = np.asarray(images)
+    if images.size and (images.min() > 0 or images.max() < 255):
+        ramp = np.linspace(0, 255, num=int(np.prod(IMAGE_SHAPE)), dtype=np.float32).reshape((1, *IMAGE_SHAPE))
+        yield [ramp]
+    for image in images:
+        yield [np.asarray(image, dtype=np.float32).reshape((1, *IMAGE_SHAPE))]
+
+
+def convert(
+    saved_model_dir: str,
+    variant: str,
+    representative_images: np.ndarray | None = None,
+    signature_key: str = DEFAULT_SIGNATURE,
+) -> bytes:
+    """Convert one signature of a SavedModel to a TFLite flatbuffer.
+
+    Args:
+        saved_model_dir: SavedModel folder (the Model artifact's ``Format-Serving``).
+        variant: one of :data:`VARIANTS`.
+        representative_images: uint8 or float images ``[N, 128, 128, 1]`` in
+            0..255, required for ``int8`` (calibration), ignored otherwise.
+        signature_key: the image signature; never ``serving_default``.
+
+    Returns:
+        The ``.tflite`` model bytes.
+
+    Raises:
+        ValueError: unknown variant, or int8 without representative images.
+    """
+    _check_variant(variant)
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[signature_key])
+    if variant == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif variant == "dynamic":
+        # Optimize.DEFAULT without a representative dataset = dynamic range.
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif variant == "int8":
+        if representative_images is None or len(representative_images) == 0:
+            raise ValueError("variant='int8' needs representative_images (training images, 0..255)")
+        images = np.asarray(representative_images)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: _representative_dataset(images)
+        # Integer builtins only: conversion fails instead of silently keeping
+        # float ops the device's integer kernels would not run.
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.float32
+    return bytes(converter.convert())
+
+
+def _interpreter(model_bytes: bytes, num_threads: int) -> tf.lite.Interpreter:
+    interpreter = tf.lite.Interpreter(model_content=model_bytes, num_threads=num_threads)
+    detail = interpreter.get_input_details()[0]
+    # The signature has a dynamic batch; the handheld always runs batch 1.
+    interpreter.resize_tensor_input(detail["index"], [1, *IMAGE_SHAPE])
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def _quantize_input(images: np.ndarray, detail: Mapping[str, Any]) -> np.ndarray:
+    dtype = detail["dtype"]
+    if np.issubdtype(dtype, np.integer):
+        scale, zero_point = detail["quantization"]
+        info = np.iinfo(dtype)
+        values = np.asarray(images, dtype=np.float32)
+        if scale:
+            values = np.round(values / scale + zero_point)
+        return np.clip(values, info.min, info.max).astype(dtype)
+    return np.asarray(images, dtype=dtype)
+
+
+def _dequantize_output(values: np.ndarray, detail: Mapping[str, Any]) -> np.ndarray:
+    if np.issubdtype(detail["dtype"], np.integer):
+        scale, zero_point = detail["quantization"]
+        return (values.astype(np.float32) - zero_point) * scale
+    return values.astype(np.float32)
+
+
+def run_tflite(model_bytes: bytes, images: np.ndarray, num_threads: int = 1) -> np.ndarray:
+    """Run a TFLite model image by image (batch 1, as on the handheld).
+
+    Args:
+        model_bytes: a model from :func:`convert`.
+        images: ``[N, 128, 128, 1]`` pixels in 0..255 (any numeric dtype);
+            quantized inputs are scaled with the model's own scale/zero point.
+        num_threads: interpreter threads.
+
+    Returns:
+        float32 probabilities ``[N, num_classes]``.
+    """
+    interpreter = _interpreter(model_bytes, num_threads)
+    input_detail = interpreter.get_input_details()[0]
+    output_detail = interpreter.get_output_details()[0]
+    images = np.asarray(images).reshape((-1, *IMAGE_SHAPE))
+    quantized = _quantize_input(images, input_detail)
+    outputs = []
+    for image in quantized:
+        interpreter.set_tensor(input_detail["index"], image[None])
+        interpreter.invoke()
+        outputs.append(_dequantize_output(interpreter.get_tensor(output_detail["index"])[0], output_detail))
+    if not outputs:
+        return np.zeros((0, len(LABELS)), dtype=np.float32)
+    return np.stack(outputs).astype(np.float32)
+
+
+def measure_latency_ms(model_bytes: bytes, num_threads: int = 1, repeats: int = 50, warmup: int = 5) -> float:
+    """Median wall time of one batch-1 invocation, in milliseconds.
+
+    Args:
+        model_bytes: a model from :func:`convert`.
+        num_threads: interpreter threads (record 1 and 2: dynamic-range
+            models are known to be far slower at 2 threads on some CPUs).
+        repeats: timed invocations; the median resists scheduler noise.
+        warmup: untimed invocations first (XNNPACK packs weights lazily).
+
+    Returns:
+        The median latency in milliseconds.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1. Received repeats={repeats}")
+    interpreter = _interpreter(model_bytes, num_threads)
+    detail = interpreter.get_input_details()[0]
+    rng = np.random.default_rng(0)
+    image = _quantize_input(rng.integers(0, 256, size=(1, *IMAGE_SHAPE)), detail)
+    interpreter.set_tensor(detail["index"], image)
+    for _ in range(warmup):
+        interpreter.invoke()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times.append((time.perf_counter() - start) * 1000.0)
+    return float(statistics.median(times))
+
+
+def describe_io(model_bytes: bytes) -> dict[str, dict[str, Any]]:
+    """Input/output shape, dtype and quantization of a model, JSON-ready."""
+    interpreter = tf.lite.Interpreter(model_content=model_bytes)
+
+    def _one(detail: Mapping[str, Any]) -> dict[str, Any]:
+        scale, zero_point = detail["quantization"]
+        shape = [int(d) for d in detail["shape_signature"]]
+        return {
+            "name": str(detail["name"]),
+            # Batch is dynamic in the flatbuffer; the app runs batch 1.
+            "shape": [1 if d < 0 else d for d in shape],
+            "dtype": np.dtype(detail["dtype"]).name,
+            "scale": float(scale),
+            "zero_point": int(zero_point),
+        }
+
+    return {
+        "input": _one(interpreter.get_input_details()[0]),
+        "output": _one(interpreter.get_output_details()[0]),
+    }
+
+
+def saved_model_predict(
+    saved_model_dir: str, images: np.ndarray, signature_key: str = DEFAULT_SIGNATURE, batch_size: int = 64
+) -> np.ndarray:
+    """Probabilities of the SavedModel's image signature (the reference)."""
+    loaded = tf.saved_model.load(saved_model_dir)
+    signature = loaded.signatures[signature_key]
+    images = np.asarray(images, dtype=np.float32).reshape((-1, *IMAGE_SHAPE))
+    outputs = [
+        signature(**{INPUT_KEY: tf.constant(images[i : i + batch_size])})[OUTPUT_KEY].numpy()
+        for i in range(0, len(images), batch_size)
+    ]
+    if not outputs:
+        return np.zeros((0, len(LABELS)), dtype=np.float32)
+    return np.concatenate(outputs).astype(np.float32)
+
+
+def per_class_recall(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float | None]:
+    """Recall of each class under argmax; ``None`` for a class absent from ``labels``."""
+    labels = np.asarray(labels).reshape(-1)
+    predicted = np.argmax(probabilities, axis=1) if len(labels) else np.zeros(0, dtype=int)
+    recall: dict[str, float | None] = {}
+    for index, name in enumerate(LABELS):
+        support = int(np.sum(labels == index))
+        recall[name] = float(np.sum((labels == index) & (predicted == index)) / support) if support else None
+    return recall
+
+
+def select_golden_indices(labels: np.ndarray, count: int) -> list[int]:
+    """Pick ``count`` eval examples, round-robin over the classes present.
+
+    Golden samples should exercise every output, not only the majority class.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    pools = [list(np.flatnonzero(labels == c)) for c in range(len(LABELS))]
+    chosen: list[int] = []
+    while len(chosen) < min(count, len(labels)):
+        for pool in pools:
+            if pool and len(chosen) < count:
+                chosen.append(int(pool.pop(0)))
+    return sorted(chosen)
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyConfig:
+    """Budgets and tolerances that decide whether a variant may ship."""
+
+    size_budget_bytes: int = 5_000_000
+    latency_budget_ms: float = 20.0
+    damaged_recall_tolerance: float = 0.02
+    parity_tolerances: Mapping[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_PARITY_TOLERANCES))
+    latency_repeats: int = 50
+
+
+@dataclasses.dataclass(frozen=True)
+class VariantReport:
+    """What verification measured for one variant, and the verdict.
+
+    ``reasons`` names every failed check (empty when ``passed``).
+    """
+
+    variant: str
+    quantization: str
+    bytes: int
+    sha256: str
+    latency_ms: float
+    io: Mapping[str, Any]
+    parity_max_abs_diff: float
+    parity_tolerance: float | None
+    golden_count: int
+    eval_count: int
+    agreement: float | None
+    recall: Mapping[str, float | None]
+    savedmodel_recall: Mapping[str, float | None]
+    passed: bool
+    reasons: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the manifest's per-variant entry, minus the file name)."""
+        out = dataclasses.asdict(self)
+        out["reasons"] = list(self.reasons)
+        return out
+
+
+def verify_variant(
+    model_bytes: bytes,
+    variant: str,
+    *,
+    golden_images: np.ndarray,
+    golden_reference: np.ndarray,
+    eval_images: np.ndarray,
+    eval_labels: np.ndarray,
+    eval_reference: np.ndarray,
+    config: VerifyConfig | None = None,
+) -> VariantReport:
+    """Check a converted variant against the SavedModel and the budgets.
+
+    Rules: parity on the golden samples within ``config.parity_tolerances``
+    (variants without a tolerance are not parity-checked); ``damaged`` recall
+    on the eval split no more than ``damaged_recall_tolerance`` below the
+    SavedModel's; size and 1-thread latency within their budgets.
+
+    Args:
+        model_bytes: the converted model.
+        variant: its variant name.
+        golden_images: a few eval images (uint8 0..255).
+        golden_reference: the SavedModel's probabilities for them.
+        eval_images: the whole eval split.
+        eval_labels: its labels.
+        eval_reference: the SavedModel's probabilities for it.
+        config: budgets and tolerances.
+
+    Returns:
+        A :class:`VariantReport`.
+    """
+    _check_variant(variant)
+    config = config or VerifyConfig()
+    reasons: list[str] = []
+
+    golden_out = run_tflite(model_bytes, golden_images)
+    parity = float(np.max(np.abs(golden_out - golden_reference))) if len(golden_out) else 0.0
+    tolerance = config.parity_tolerances.get(variant)
+    if tolerance is not None and not parity <= tolerance:
+        reasons.append(f"parity: max abs diff {parity:.3g} on {len(golden_out)} golden samples > {tolerance:g}")
+
+    eval_out = run_tflite(model_bytes, eval_images)
+    agreement = (
+        float(np.mean(np.argmax(eval_out, axis=1) == np.argmax(eval_reference, axis=1))) if len(eval_out) else None
+    )
+    recall = per_class_recall(eval_labels, eval_out)
+    reference_recall = per_class_recall(eval_labels, eval_reference)
+    ours, theirs = recall[DAMAGED], reference_recall[DAMAGED]
+    if ours is None or theirs is None:
+        log.warning("%s: no %r examples in the eval split; recall check skipped", variant, DAMAGED)
+    elif ours < theirs - config.damaged_recall_tolerance - 1e-9:
+        reasons.append(
+            f"drift: {DAMAGED} recall {ours:.3f} is more than {config.damaged_recall_tolerance:g} "
+            f"below the SavedModel's {theirs:.3f}"
+        )
+
+    size = len(model_bytes)
+    if size > config.size_budget_bytes:
+        reasons.append(f"size: {size} bytes > budget {config.size_budget_bytes}")
+    latency = measure_latency_ms(model_bytes, num_threads=1, repeats=config.latency_repeats)
+    if not latency <= config.latency_budget_ms:
+        reasons.append(f"latency: {latency:.2f} ms at 1 thread > budget {config.latency_budget_ms:g} ms")
+
+    report = VariantReport(
+        variant=variant,
+        quantization=QUANTIZATION[variant],
+        bytes=size,
+        sha256=hashlib.sha256(model_bytes).hexdigest(),
+        latency_ms=round(latency, 4),
+        io=describe_io(model_bytes),
+        parity_max_abs_diff=parity,
+        parity_tolerance=tolerance,
+        golden_count=len(golden_out),
+        eval_count=len(eval_out),
+        agreement=agreement,
+        recall=recall,
+        savedmodel_recall=reference_recall,
+        passed=not reasons,
+        reasons=tuple(reasons),
+    )
+    log.info(
+        "%s: %d bytes, %.2f ms, parity %.2g, agreement %s, %s",
+        variant,
+        size,
+        latency,
+        parity,
+        "n/a" if agreement is None else f"{agreement:.4f}",
+        "passed" if report.passed else "FAILED: " + "; ".join(reasons),
+    )
+    return report
+
+
+def _split_files(split_dir: str) -> list[str]:
+    files = tf.io.gfile.glob(f"{split_dir.rstrip('/')}/*.gz")
+    if not files:
+        files = [f for f in tf.io.gfile.glob(f"{split_dir.rstrip('/')}/*") if not tf.io.gfile.isdir(f)]
+    return sorted(files)
+
+
+def load_images(split_dir: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read images and labels from one split of the Transform output examples.
+
+    Args:
+        split_dir: e.g. ``<examples.uri>/Split-eval`` (GZIP TFRecords ``*.gz``).
+        limit: read at most this many examples (in file order).
+
+    Returns:
+        ``(images uint8 [N, 128, 128, 1], labels int64 [N])``.
+
+    Raises:
+        FileNotFoundError: no files in ``split_dir``.
+    """
+    files = _split_files(split_dir)
+    if not files:
+        raise FileNotFoundError(f"no TFRecord files in {split_dir}")
+    spec = {
+        PIXELS_KEY: tf.io.FixedLenFeature([], tf.string),
+        LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+    }
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    if limit is not None:
+        dataset = dataset.take(limit)
+
+    def _decode(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        parsed = tf.io.parse_single_example(record, spec)
+        pixels = tf.reshape(tf.io.parse_tensor(parsed[PIXELS_KEY], tf.uint8), IMAGE_SHAPE)
+        return pixels, parsed[LABEL_KEY]
+
+    images, labels = [], []
+    for pixels, label in dataset.map(_decode).batch(256):
+        images.append(pixels.numpy())
+        labels.append(label.numpy())
+    if not images:
+        return np.zeros((0, *IMAGE_SHAPE), dtype=np.uint8), np.zeros((0,), dtype=np.int64)
+    return np.concatenate(images), np.concatenate(labels).astype(np.int64)
+
+
+def sample_images(images: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    """A deterministic random subset (calibration should see every kind of photo)."""
+    if len(images) <= count:
+        return images
+    index = np.random.default_rng(seed).choice(len(images), size=count, replace=False)
+    return images[np.sort(index)]
+
+
+def summarize(reports: Sequence[VariantReport]) -> str:
+    """One line per variant for logs and the run summary."""
+
+    def _fmt(value: float | None) -> str:
+        return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+    return "\n".join(
+        f"{r.variant}: {r.bytes} B, {r.latency_ms:.2f} ms, agreement {_fmt(r.agreement)}, "
+        f"{DAMAGED} recall {_fmt(r.recall.get(DAMAGED))} (SavedModel {_fmt(r.savedmodel_recall.get(DAMAGED))}), "
+        + ("ok" if r.passed else "rejected: " + "; ".join(r.reasons))
+        for r in reports
+    )

@@ -1,0 +1,169 @@
+"""TFLitePusher: the TFX component that ships a blessed model to the bucket.
+
+This module only validates arguments and builds the spec; the work happens
+in :mod:`components.tflite_pusher.executor`. Bad combinations (unknown
+variant, a default variant that is not built, budgets <= 0) fail here, at
+pipeline construction, not hours later in the run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from components.tflite_convert import DEFAULT_PARITY_TOLERANCES, VARIANTS
+from components.tflite_pusher import executor
+
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class TFLitePusherSpec(ComponentSpec):
+    """Inputs, outputs and parameters of :class:`TFLitePusher`."""
+
+    PARAMETERS = {
+        executor.BUCKET_KEY: ExecutionParameter(type=str),
+        executor.MODEL_NAME_KEY: ExecutionParameter(type=str),
+        # Lists and maps travel as JSON strings: they survive every
+        # orchestrator (local, Kubeflow V2) unchanged.
+        executor.VARIANTS_KEY: ExecutionParameter(type=str),
+        executor.DEFAULT_VARIANT_KEY: ExecutionParameter(type=str),
+        executor.SIZE_BUDGET_KEY: ExecutionParameter(type=int),
+        executor.LATENCY_BUDGET_KEY: ExecutionParameter(type=float),
+        executor.DAMAGED_TOLERANCE_KEY: ExecutionParameter(type=float),
+        executor.PARITY_TOLERANCES_KEY: ExecutionParameter(type=str),
+        executor.GOLDEN_COUNT_KEY: ExecutionParameter(type=int),
+        executor.REPRESENTATIVE_COUNT_KEY: ExecutionParameter(type=int),
+        executor.SOURCE_REVISION_KEY: ExecutionParameter(type=str, optional=True),
+    }
+    INPUTS = {
+        executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+        executor.MODEL_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
+        executor.TRANSFORMED_EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+        executor.MODEL_EVALUATION_KEY: ChannelParameter(type=standard_artifacts.ModelEvaluation, optional=True),
+    }
+    OUTPUTS = {
+        executor.PUSHED_MODEL_KEY: ChannelParameter(type=standard_artifacts.PushedModel),
+    }
+
+
+class TFLitePusher(base_component.BaseComponent):
+    """Convert a blessed model to TFLite variants, verify them, publish to the bucket.
+
+    Example::
+
+        pusher = TFLitePusher(
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            transformed_examples=transform.outputs["transformed_examples"],
+            model_evaluation=evaluator.outputs["evaluation"],
+            bucket="gs://my-bucket/models",
+        )
+    """
+
+    SPEC_CLASS = TFLitePusherSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+    def __init__(
+        self,
+        model: types.BaseChannel,
+        model_blessing: types.BaseChannel,
+        transformed_examples: types.BaseChannel,
+        bucket: str,
+        model_name: str = "shelf_audit",
+        variants: Sequence[str] = ("fp16", "int8"),
+        default_variant: str = "fp16",
+        size_budget_bytes: int = 5_000_000,
+        latency_budget_ms: float = 20.0,
+        damaged_recall_tolerance: float = 0.02,
+        parity_tolerances: Mapping[str, float] | None = None,
+        golden_count: int = 8,
+        representative_count: int = 200,
+        model_evaluation: types.BaseChannel | None = None,
+        source_revision: str = "",
+    ):
+        """Construct the component.
+
+        Args:
+            model: the Trainer's ``Model`` (SavedModel with a ``serving_image`` signature).
+            model_blessing: the Evaluator's ``ModelBlessing``.
+            transformed_examples: Transform's output ``Examples`` (train: int8
+                calibration; eval: verification).
+            bucket: local folder, ``gs://...`` or ``ram://...``.
+            model_name: folder under the bucket.
+            variants: variants to build, among ``fp32``, ``fp16``, ``dynamic``, ``int8``.
+            default_variant: the one copied to ``model.tflite``; must be in ``variants``.
+            size_budget_bytes: largest accepted ``.tflite``.
+            latency_budget_ms: slowest accepted median batch-1 latency (1 thread, host).
+            damaged_recall_tolerance: how far ``damaged`` recall may fall below the SavedModel's.
+            parity_tolerances: max abs probability difference on golden samples,
+                per variant (default fp32 1e-5, fp16 1e-2).
+            golden_count: eval samples written to ``golden/``.
+            representative_count: train images used for int8 calibration.
+            model_evaluation: optional Evaluator ``ModelEvaluation``: gate
+                metrics for the manifest and the reason when not blessed.
+            source_revision: code revision for the manifest's lineage.
+
+        Raises:
+            ValueError: an argument or a combination of them is invalid.
+        """
+        variants = list(variants)
+        if not variants:
+            raise ValueError("variants is empty: build at least the default variant, e.g. variants=['fp16']")
+        unknown = [v for v in variants if v not in VARIANTS]
+        if unknown:
+            raise ValueError(f"variants must be among {list(VARIANTS)}. Received variants={variants}")
+        if len(set(variants)) != len(variants):
+            raise ValueError(f"variants has duplicates. Received variants={variants}")
+        if default_variant not in variants:
+            raise ValueError(
+                f"default_variant must be one of the variants built ({variants}). "
+                f"Received default_variant={default_variant!r}; add it to variants or pick another."
+            )
+        if not isinstance(bucket, str) or not bucket:
+            raise ValueError(f"bucket must be a non-empty path or URI. Received bucket={bucket!r}")
+        if not _MODEL_NAME.match(model_name):
+            raise ValueError(f"model_name must be a plain folder name. Received model_name={model_name!r}")
+        if size_budget_bytes <= 0:
+            raise ValueError(f"size_budget_bytes must be > 0. Received size_budget_bytes={size_budget_bytes}")
+        if latency_budget_ms <= 0:
+            raise ValueError(f"latency_budget_ms must be > 0. Received latency_budget_ms={latency_budget_ms}")
+        if not 0 <= damaged_recall_tolerance <= 1:
+            raise ValueError(
+                "damaged_recall_tolerance must be in [0, 1]. "
+                f"Received damaged_recall_tolerance={damaged_recall_tolerance}"
+            )
+        tolerances = dict(DEFAULT_PARITY_TOLERANCES if parity_tolerances is None else parity_tolerances)
+        bad = {k: v for k, v in tolerances.items() if k not in VARIANTS or not v >= 0}
+        if bad:
+            raise ValueError(f"parity_tolerances must map variants to values >= 0. Received {bad}")
+        if golden_count < 1:
+            raise ValueError(f"golden_count must be >= 1. Received golden_count={golden_count}")
+        if "int8" in variants and representative_count < 1:
+            raise ValueError(
+                f"int8 needs representative_count >= 1. Received representative_count={representative_count}"
+            )
+        spec = TFLitePusherSpec(
+            model=model,
+            model_blessing=model_blessing,
+            transformed_examples=transformed_examples,
+            model_evaluation=model_evaluation,
+            bucket=bucket,
+            model_name=model_name,
+            variants=json.dumps(variants),
+            default_variant=default_variant,
+            size_budget_bytes=int(size_budget_bytes),
+            latency_budget_ms=float(latency_budget_ms),
+            damaged_recall_tolerance=float(damaged_recall_tolerance),
+            parity_tolerances=json.dumps(tolerances, sort_keys=True),
+            golden_count=int(golden_count),
+            representative_count=int(representative_count),
+            source_revision=source_revision or None,
+            pushed_model=types.Channel(type=standard_artifacts.PushedModel),
+        )
+        super().__init__(spec=spec)

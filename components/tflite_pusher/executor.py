@@ -1,0 +1,373 @@
+"""Executor of the TFLite pusher: blessed? -> convert -> verify -> publish.
+
+Subclasses TFX's Pusher executor and reuses its ``CheckBlessing``,
+``GetModelPath``, ``_MarkPushed`` and ``_MarkNotPushed``. The side effects
+live in two small tested modules: :mod:`components.tflite_convert`
+(conversion, verification) and :mod:`components.model_bucket` (publish).
+
+Results on the ``pushed_model`` artifact: ``pushed`` (1/0),
+``pushed_destination`` (the version folder), ``pushed_version``, and for the
+run summary ``pushed_reason``, ``pushed_variant``, ``pushed_bytes``,
+``pushed_latency_ms`` and ``pushed_model_file``. A model that is not blessed,
+or whose default variant fails verification, is marked ``pushed=0`` with the
+reason and nothing is written to the bucket.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from typing import Any
+
+import tensorflow as tf
+from absl import logging
+from tfx import types
+from tfx.components.pusher import executor as pusher_executor
+from tfx.types import artifact_utils, standard_component_specs
+
+from components import model_bucket, tflite_convert
+from shelf_data.contract import LABELS
+
+# Input/output keys: the stock ones where the meaning is the same.
+MODEL_KEY = standard_component_specs.MODEL_KEY
+MODEL_BLESSING_KEY = standard_component_specs.MODEL_BLESSING_KEY
+PUSHED_MODEL_KEY = standard_component_specs.PUSHED_MODEL_KEY
+TRANSFORMED_EXAMPLES_KEY = "transformed_examples"
+MODEL_EVALUATION_KEY = "model_evaluation"
+
+# Execution parameters.
+BUCKET_KEY = "bucket"
+MODEL_NAME_KEY = "model_name"
+VARIANTS_KEY = "variants"  # JSON list
+DEFAULT_VARIANT_KEY = "default_variant"
+SIZE_BUDGET_KEY = "size_budget_bytes"
+LATENCY_BUDGET_KEY = "latency_budget_ms"
+DAMAGED_TOLERANCE_KEY = "damaged_recall_tolerance"
+PARITY_TOLERANCES_KEY = "parity_tolerances"  # JSON object
+GOLDEN_COUNT_KEY = "golden_count"
+REPRESENTATIVE_COUNT_KEY = "representative_count"
+SOURCE_REVISION_KEY = "source_revision"
+
+TRAIN_SPLIT = "train"
+EVAL_SPLIT = "eval"
+
+
+@dataclasses.dataclass(frozen=True)
+class PushConfig:
+    """Plain values the executor works from (parsed once from exec properties)."""
+
+    bucket: str
+    model_name: str = "shelf_audit"
+    variants: tuple[str, ...] = ("fp16", "int8")
+    default_variant: str = "fp16"
+    verify: tflite_convert.VerifyConfig = dataclasses.field(default_factory=tflite_convert.VerifyConfig)
+    golden_count: int = 8
+    representative_count: int = 200
+    source_revision: str = ""
+
+    @classmethod
+    def from_exec_properties(cls, props: dict[str, Any]) -> PushConfig:
+        defaults = cls(bucket=props[BUCKET_KEY])
+        tolerances = props.get(PARITY_TOLERANCES_KEY)
+        return cls(
+            bucket=props[BUCKET_KEY],
+            model_name=props.get(MODEL_NAME_KEY) or defaults.model_name,
+            variants=tuple(json.loads(props[VARIANTS_KEY])) if props.get(VARIANTS_KEY) else defaults.variants,
+            default_variant=props.get(DEFAULT_VARIANT_KEY) or defaults.default_variant,
+            verify=tflite_convert.VerifyConfig(
+                size_budget_bytes=int(props.get(SIZE_BUDGET_KEY) or defaults.verify.size_budget_bytes),
+                latency_budget_ms=float(props.get(LATENCY_BUDGET_KEY) or defaults.verify.latency_budget_ms),
+                damaged_recall_tolerance=float(
+                    props[DAMAGED_TOLERANCE_KEY]
+                    if props.get(DAMAGED_TOLERANCE_KEY) is not None
+                    else defaults.verify.damaged_recall_tolerance
+                ),
+                parity_tolerances=json.loads(tolerances) if tolerances else dict(defaults.verify.parity_tolerances),
+            ),
+            golden_count=int(props.get(GOLDEN_COUNT_KEY) or defaults.golden_count),
+            representative_count=int(props.get(REPRESENTATIVE_COUNT_KEY) or defaults.representative_count),
+            source_revision=props.get(SOURCE_REVISION_KEY) or "",
+        )
+
+
+def saved_model_fingerprint(model_dir: str) -> str:
+    """sha256 over every file of the SavedModel (relative path + content).
+
+    The identity used for deduplication: a re-run that hands the same
+    trained model to the Pusher again gets the same fingerprint, whatever
+    the converter does.
+    """
+    digest = hashlib.sha256()
+    root = model_dir.rstrip("/")
+    paths = []
+    for folder, _, names in tf.io.gfile.walk(root):
+        paths.extend(os.path.join(folder, name) for name in names)
+    for path in sorted(paths):
+        digest.update(os.path.relpath(path, root).encode("utf-8") + b"\0")
+        with tf.io.gfile.GFile(path, "rb") as f:
+            digest.update(hashlib.sha256(f.read()).digest())
+    return digest.hexdigest()
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or math.isnan(value) or math.isinf(value) else float(value)
+
+
+def read_gate_metrics(evaluation_uri: str) -> dict[str, Any]:
+    """The overall slice's metrics of a TFMA evaluation, split overall / per class.
+
+    Per-class values are the metrics with a ``class_id`` sub key (the
+    Evaluator's per-class recall floors); diffs against the baseline are
+    kept under ``diff``.
+    """
+    import tensorflow_model_analysis as tfma
+
+    overall: dict[str, float | None] = {}
+    per_class: dict[str, dict[str, float | None]] = {}
+    diff: dict[str, float | None] = {}
+    for metrics in tfma.load_metrics(evaluation_uri):
+        if metrics.slice_key.single_slice_keys:
+            continue  # overall slice only; slices live in the TFMA output
+        for entry in metrics.metric_keys_and_values:
+            if not entry.value.HasField("double_value"):
+                continue
+            key, value = entry.key, _finite(entry.value.double_value.value)
+            if key.HasField("sub_key") and key.sub_key.HasField("class_id"):
+                class_id = key.sub_key.class_id.value
+                name = LABELS[class_id] if class_id < len(LABELS) else str(class_id)
+                target = per_class.setdefault(name, {})
+                target[("diff:" if key.is_diff else "") + key.name] = value
+            elif key.is_diff:
+                diff[key.name] = value
+            else:
+                overall[key.name] = value
+    return {"source": evaluation_uri, "overall": overall, "per_class": per_class, "diff": diff}
+
+
+def read_validation_failures(evaluation_uri: str) -> list[str]:
+    """Why TFMA refused to bless: one line per failed threshold (best effort)."""
+    import tensorflow_model_analysis as tfma
+
+    result = tfma.load_validation_result(evaluation_uri)
+    failures = []
+    for per_slice in result.metric_validations_per_slice:
+        for failure in per_slice.failures:
+            failures.append(f"{failure.metric_key.name}: {failure.message}".strip())
+    return failures
+
+
+class Executor(pusher_executor.Executor):
+    """Convert the blessed SavedModel to TFLite variants, verify, publish."""
+
+    def Do(
+        self,
+        input_dict: dict[str, list[types.Artifact]],
+        output_dict: dict[str, list[types.Artifact]],
+        exec_properties: dict[str, Any],
+    ) -> None:
+        """Push the model to the bucket if blessed and verified.
+
+        Args:
+            input_dict: ``model``, ``model_blessing``, ``transformed_examples``
+                and, optionally, ``model_evaluation``.
+            output_dict: ``pushed_model``.
+            exec_properties: see the ``*_KEY`` constants of this module.
+        """
+        self._log_startup(input_dict, output_dict, exec_properties)
+        model_push = artifact_utils.get_single_instance(output_dict[PUSHED_MODEL_KEY])
+        config = PushConfig.from_exec_properties(exec_properties)
+        evaluation_uri = self._evaluation_uri(input_dict)
+
+        # 1. Not blessed: nothing converted, nothing written.
+        if not self.CheckBlessing(input_dict):
+            reason = "model not blessed by the Evaluator"
+            failures = self._safe(read_validation_failures, evaluation_uri) if evaluation_uri else None
+            if failures:
+                reason += ": " + "; ".join(failures)
+            self._not_pushed(model_push, reason)
+            return
+
+        model_path = self.GetModelPath(input_dict)
+        fingerprint = saved_model_fingerprint(model_path)
+
+        # 2. Same model already in the bucket (a re-run found the previous
+        # blessed model): a no-op, not a duplicate version. LATEST is left
+        # alone so a deliberate rollback survives re-runs.
+        existing = model_bucket.find_version_by_fingerprint(config.bucket, config.model_name, fingerprint)
+        if existing is not None:
+            manifest = model_bucket.read_manifest(config.bucket, config.model_name, existing)
+            self._pushed(
+                model_push,
+                config,
+                manifest,
+                f"model {fingerprint[:12]} already published as {existing}; nothing written",
+            )
+            return
+
+        # 3. Data: calibration from train, verification on the whole eval split.
+        examples = artifact_utils.get_single_instance(input_dict[TRANSFORMED_EXAMPLES_KEY])
+        train_images, _ = tflite_convert.load_images(artifact_utils.get_split_uri([examples], TRAIN_SPLIT))
+        representative = tflite_convert.sample_images(train_images, config.representative_count)
+        eval_images, eval_labels = tflite_convert.load_images(artifact_utils.get_split_uri([examples], EVAL_SPLIT))
+        eval_reference = tflite_convert.saved_model_predict(model_path, eval_images)
+        golden_index = tflite_convert.select_golden_indices(eval_labels, config.golden_count)
+        logging.info(
+            "TFLitePusher: %d calibration images, %d eval images, %d golden samples",
+            len(representative),
+            len(eval_images),
+            len(golden_index),
+        )
+
+        # 4. Convert and verify every variant.
+        blobs: dict[str, bytes] = {}
+        reports: dict[str, tflite_convert.VariantReport] = {}
+        for variant in config.variants:
+            blobs[variant] = tflite_convert.convert(model_path, variant, representative_images=representative)
+            reports[variant] = tflite_convert.verify_variant(
+                blobs[variant],
+                variant,
+                golden_images=eval_images[golden_index],
+                golden_reference=eval_reference[golden_index],
+                eval_images=eval_images,
+                eval_labels=eval_labels,
+                eval_reference=eval_reference,
+                config=config.verify,
+            )
+        logging.info("TFLitePusher verification:\n%s", tflite_convert.summarize(list(reports.values())))
+        default = reports[config.default_variant]
+        if not default.passed:
+            self._not_pushed(
+                model_push,
+                f"default variant {config.default_variant} failed verification: " + "; ".join(default.reasons),
+            )
+            return
+
+        # 5. Publish (rejected non-default variants are recorded, not shipped).
+        files: dict[str, bytes] = {model_bucket.MODEL_FILE: blobs[config.default_variant]}
+        variant_entries: dict[str, dict[str, Any]] = {}
+        for variant, report in reports.items():
+            name = f"model_{variant}.tflite"
+            entry = report.to_dict()
+            entry["file"] = name if report.passed else None
+            entry["published"] = report.passed
+            variant_entries[variant] = entry
+            if report.passed:
+                files[name] = blobs[variant]
+            else:
+                logging.warning("variant %s not published: %s", variant, "; ".join(report.reasons))
+        files[model_bucket.LABELS_FILE] = ("\n".join(LABELS) + "\n").encode("utf-8")
+
+        expected = {
+            name: tflite_convert.run_tflite(data, eval_images[golden_index])
+            for name, data in files.items()
+            if name.endswith(".tflite")
+        }
+        tolerances = {name: (0.02 if self._variant_of(name, config) == "int8" else 1e-3) for name in expected}
+        golden = model_bucket.build_golden(
+            eval_images[golden_index],
+            eval_labels[golden_index],
+            eval_reference[golden_index],
+            expected,
+            tolerances,
+            LABELS,
+        )
+        gate_metrics: dict[str, Any] = {"source": None, "note": "no model_evaluation input"}
+        if evaluation_uri:
+            gate_metrics = self._safe(read_gate_metrics, evaluation_uri) or {
+                "source": evaluation_uri,
+                "note": "could not read the evaluation metrics",
+            }
+        manifest = model_bucket.build_manifest(
+            model_name=config.model_name,
+            default_variant=config.default_variant,
+            variants=variant_entries,
+            labels=LABELS,
+            gate_metrics=gate_metrics,
+            lineage=self._lineage(input_dict, config, fingerprint),
+            extra={
+                "verification": {
+                    "size_budget_bytes": config.verify.size_budget_bytes,
+                    "latency_budget_ms": config.verify.latency_budget_ms,
+                    "damaged_recall_tolerance": config.verify.damaged_recall_tolerance,
+                    "parity_tolerances": dict(config.verify.parity_tolerances),
+                    "latency": "median of batch-1 invocations, 1 thread, host CPU",
+                    "eval_examples": int(len(eval_images)),
+                    "calibration_examples": int(len(representative)),
+                }
+            },
+        )
+        result = model_bucket.publish(
+            config.bucket, config.model_name, files, manifest, golden=golden, fingerprint=fingerprint
+        )
+        published = model_bucket.read_manifest(config.bucket, config.model_name, result.version)
+        self._pushed(model_push, config, published, result.message)
+
+    # -- helpers ---------------------------------------------------------
+
+    @staticmethod
+    def _variant_of(file_name: str, config: PushConfig) -> str:
+        if file_name == model_bucket.MODEL_FILE:
+            return config.default_variant
+        return file_name[len("model_") : -len(".tflite")]
+
+    @staticmethod
+    def _safe(func, *args):
+        # Reading TFMA output is best effort: its absence must not block a push.
+        try:
+            return func(*args)
+        except Exception as error:
+            logging.warning("TFLitePusher: %s(%s) failed: %s", func.__name__, args, error)
+            return None
+
+    @staticmethod
+    def _evaluation_uri(input_dict: dict[str, list[types.Artifact]]) -> str | None:
+        evaluations = input_dict.get(MODEL_EVALUATION_KEY)
+        return artifact_utils.get_single_uri(evaluations) if evaluations else None
+
+    def _lineage(self, input_dict: dict[str, list[types.Artifact]], config: PushConfig, fingerprint: str) -> dict:
+        context = getattr(self, "_context", None)
+        info = context.pipeline_info if context else None
+        node = context.pipeline_node if context else None
+        ids = {}
+        spans = set()
+        for key in (MODEL_KEY, MODEL_BLESSING_KEY, TRANSFORMED_EXAMPLES_KEY, MODEL_EVALUATION_KEY):
+            for artifact in input_dict.get(key) or []:
+                ids[f"{key}_artifact_id"] = artifact.id or None
+                ids[f"{key}_uri"] = artifact.uri
+                if artifact.has_property("span"):
+                    spans.add(int(artifact.span))
+                elif artifact.has_custom_property("span"):
+                    spans.add(int(artifact.get_int_custom_property("span")))
+        return {
+            "pipeline_name": info.id if info and info.id else None,
+            "pipeline_run_id": context.pipeline_run_id if context else None,
+            "pipeline_node": node.node_info.id if node else None,
+            "mlmd": ids,
+            "spans": sorted(spans),
+            "source_revision": config.source_revision or None,
+            "savedmodel_fingerprint": fingerprint,
+        }
+
+    def _pushed(self, model_push: types.Artifact, config: PushConfig, manifest: dict, reason: str) -> None:
+        version = manifest["version"]
+        destination = model_bucket.version_dir(config.bucket, config.model_name, version)
+        default = manifest["variants"][manifest["default_variant"]]
+        self._MarkPushed(model_push, pushed_destination=destination, pushed_version=version)
+        model_push.set_string_custom_property("pushed_reason", reason)
+        model_push.set_string_custom_property("pushed_variant", manifest["default_variant"])
+        model_push.set_string_custom_property("pushed_model_file", f"{destination}/{model_bucket.MODEL_FILE}")
+        model_push.set_int_custom_property("pushed_bytes", int(default["bytes"]))
+        model_push.set_float_custom_property("pushed_latency_ms", float(default["latency_ms"]))
+        # A copy of the manifest with the artifact, for the run summary and lineage.
+        tf.io.gfile.makedirs(model_push.uri)
+        with tf.io.gfile.GFile(os.path.join(model_push.uri, model_bucket.MANIFEST_FILE), "w") as f:
+            f.write(json.dumps(manifest, indent=2, sort_keys=True))
+        logging.info("TFLitePusher: %s", reason)
+
+    def _not_pushed(self, model_push: types.Artifact, reason: str) -> None:
+        self._MarkNotPushed(model_push)
+        model_push.set_string_custom_property("pushed_reason", reason)
+        logging.warning("TFLitePusher: not pushed: %s", reason)

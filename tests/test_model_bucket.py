@@ -1,0 +1,194 @@
+"""Tests of components.model_bucket: layout, atomic publish, dedup, rollback, ram://."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import uuid
+from unittest import mock
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tflite_helpers as helpers
+
+from components import model_bucket as mb
+from components import tflite_convert as tc
+from shelf_data.contract import LABELS
+
+T0 = datetime.datetime(2026, 11, 25, 12, 1, 2, tzinfo=datetime.timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, bytes]:
+    """Two different real models (fp32) so versions can differ."""
+    root = tmp_path_factory.mktemp("bucket_models")
+    return {
+        "a": tc.convert(helpers.build_tiny_saved_model(str(root / "a")), "fp32"),
+        "b": tc.convert(helpers.build_tiny_saved_model(str(root / "b"), bias_shift=0.5), "fp32"),
+    }
+
+
+def _payload(model: bytes):
+    images, labels = helpers.make_images(4, seed=5)
+    out = tc.run_tflite(model, images)
+    files = {"model.tflite": model, "model_fp32.tflite": model, "labels.txt": b"ok\nmisplaced\ndamaged\n"}
+    golden = mb.build_golden(
+        images, labels, out, {"model.tflite": out, "model_fp32.tflite": out}, {"model.tflite": 1e-3}, LABELS
+    )
+    entry = {"file": "model_fp32.tflite", "bytes": len(model), "sha256": mb.sha256(model), "latency_ms": 0.1}
+    manifest = mb.build_manifest(
+        model_name="shelf_audit",
+        default_variant="fp32",
+        variants={"fp32": entry},
+        labels=LABELS,
+        gate_metrics={"overall": {"recall": 0.9}},
+        lineage={"pipeline_run_id": "run-1"},
+    )
+    return files, manifest, golden
+
+
+def _publish(bucket: str, model: bytes, now=T0) -> mb.PublishResult:
+    files, manifest, golden = _payload(model)
+    return mb.publish(bucket, "shelf_audit", files, manifest, golden=golden, now=now)
+
+
+def test_publish_writes_the_bucket_contract(tmp_path, models):
+    bucket = str(tmp_path / "bucket")
+    result = _publish(bucket, models["a"])
+    assert result.created and result.version == f"20261125T120102Z-{mb.sha256(models['a'])[:6]}"
+    folder = tmp_path / "bucket" / "shelf_audit" / "versions" / result.version
+    names = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert names == [
+        "golden/golden.json",
+        "golden/input_000.u8",
+        "golden/input_001.u8",
+        "golden/input_002.u8",
+        "golden/input_003.u8",
+        "labels.txt",
+        "manifest.json",
+        "model.tflite",
+        "model_fp32.tflite",
+    ]
+    assert (tmp_path / "bucket" / "shelf_audit" / "LATEST").read_text().strip() == result.version
+    assert not list((tmp_path / "bucket" / "shelf_audit" / ".staging").glob("*"))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["schema_version"] == mb.SCHEMA_VERSION and manifest["version"] == result.version
+    assert manifest["created"] == "2026-11-25T12:01:02+00:00" and manifest["labels"] == list(LABELS)
+    assert manifest["files"]["model.tflite"]["sha256"] == mb.sha256(models["a"])
+    assert manifest["default_variant"] == "fp32" and manifest["gate_metrics"]["overall"]["recall"] == 0.9
+    assert len((folder / "golden" / "input_000.u8").read_bytes()) == 128 * 128
+    assert mb.list_versions(bucket, "shelf_audit") == [result.version]
+    assert mb.verify_version(bucket, "shelf_audit").ok
+    assert [h["action"] for h in mb.read_history(bucket, "shelf_audit")] == ["publish"]
+
+
+def test_same_model_twice_is_a_noop(tmp_path, models):
+    bucket = str(tmp_path / "bucket")
+    first = _publish(bucket, models["a"])
+    again = _publish(bucket, models["a"], now=T0 + datetime.timedelta(hours=1))
+    assert not again.created and again.version == first.version and "already published" in again.message
+    assert mb.list_versions(bucket, "shelf_audit") == [first.version]
+    assert len(mb.read_history(bucket, "shelf_audit")) == 1
+
+
+def test_crash_mid_publish_leaves_latest_and_versions_alone(tmp_path, models):
+    bucket = str(tmp_path / "bucket")
+    first = _publish(bucket, models["a"])
+    real_copy = tf.io.gfile.copy
+    calls = []
+
+    def flaky_copy(src, dst, overwrite=False):
+        calls.append(dst)
+        if len(calls) == 3:
+            raise OSError("simulated crash while copying")
+        return real_copy(src, dst, overwrite=overwrite)
+
+    # A killed process does not clean up either: keep the partial folder.
+    with (
+        mock.patch.object(mb.gfile, "copy", side_effect=flaky_copy),
+        mock.patch.object(mb, "_remove_quietly"),
+        pytest.raises(OSError, match="simulated crash"),
+    ):
+        _publish(bucket, models["b"], now=T0 + datetime.timedelta(minutes=5))
+    partial = mb.version_dir(
+        bucket, "shelf_audit", mb.make_version(mb.sha256(models["b"]), T0 + datetime.timedelta(minutes=5))
+    )
+    assert tf.io.gfile.isdir(partial)  # files are there, but no manifest: not a version
+    assert mb.read_latest(bucket, "shelf_audit") == first.version
+    assert mb.list_versions(bucket, "shelf_audit") == [first.version]
+    with pytest.raises(mb.BucketError):
+        mb.read_manifest(bucket, "shelf_audit", partial.rsplit("/", 1)[-1])
+    # The next publish of that model replaces the leftover and completes.
+    retry = _publish(bucket, models["b"], now=T0 + datetime.timedelta(minutes=5))
+    assert retry.created and mb.list_versions(bucket, "shelf_audit") == [first.version, retry.version]
+    assert mb.verify_version(bucket, "shelf_audit", retry.version).ok
+
+
+def test_failed_checksum_before_visibility_publishes_nothing(tmp_path, models):
+    bucket = str(tmp_path / "bucket")
+    with mock.patch.object(mb, "_check_files", side_effect=mb.BucketError("checksum mismatch")):
+        with pytest.raises(mb.BucketError):
+            _publish(bucket, models["a"])
+    assert mb.read_latest(bucket, "shelf_audit") is None and mb.list_versions(bucket, "shelf_audit") == []
+    assert not tf.io.gfile.exists(f"{bucket}/shelf_audit/versions/{mb.make_version(mb.sha256(models['a']), T0)}")
+
+
+def test_rollback_moves_latest_and_appends_history(tmp_path, models):
+    bucket = str(tmp_path / "bucket")
+    first = _publish(bucket, models["a"])
+    second = _publish(bucket, models["b"], now=T0 + datetime.timedelta(days=1))
+    assert mb.read_latest(bucket, "shelf_audit") == second.version
+    previous = mb.rollback(bucket, "shelf_audit", first.version, reason="bad field reports")
+    assert previous == second.version and mb.read_latest(bucket, "shelf_audit") == first.version
+    history = mb.read_history(bucket, "shelf_audit")
+    assert [h["action"] for h in history] == ["publish", "publish", "rollback"]
+    assert history[-1]["previous"] == second.version and history[-1]["reason"] == "bad field reports"
+    with pytest.raises(mb.BucketError, match="no complete version"):
+        mb.rollback(bucket, "shelf_audit", "20000101T000000Z-abcdef")
+    assert mb.read_latest(bucket, "shelf_audit") == first.version
+
+
+def test_verify_names_the_corrupt_file(tmp_path, models):
+    bucket = str(tmp_path / "bucket")
+    result = _publish(bucket, models["a"])
+    (tmp_path / "bucket" / "shelf_audit" / "versions" / result.version / "model_fp32.tflite").write_bytes(b"junk")
+    report = mb.verify_version(bucket, "shelf_audit")
+    assert not report.ok and report.problems[0].startswith("model_fp32.tflite: checksum mismatch")
+    with pytest.raises(mb.BucketError, match="corrupt"):
+        mb.rollback(bucket, "shelf_audit", result.version)
+
+
+def test_verify_detects_a_model_that_no_longer_matches_its_golden_outputs(tmp_path, models):
+    bucket = str(tmp_path / "bucket")
+    files, manifest, golden = _payload(models["a"])
+    index = json.loads(golden["golden.json"])
+    for sample in index["samples"]:
+        sample["expected"]["model.tflite"] = [1.0, 0.0, 0.0]
+    golden["golden.json"] = json.dumps(index).encode()
+    mb.publish(bucket, "shelf_audit", files, manifest, golden=golden, now=T0)
+    report = mb.verify_version(bucket, "shelf_audit")
+    assert [p.split(":")[0] for p in report.problems] == ["model.tflite"]
+
+
+def test_ram_bucket_works_like_a_folder(models):
+    bucket = f"ram://bucket-{uuid.uuid4().hex}"
+    first = _publish(bucket, models["a"])
+    second = _publish(bucket, models["b"], now=T0 + datetime.timedelta(seconds=1))
+    assert mb.list_versions(bucket, "shelf_audit") == [first.version, second.version]
+    assert mb.read_manifest(bucket, "shelf_audit")["version"] == second.version
+    assert mb.verify_version(bucket, "shelf_audit").ok
+    mb.rollback(bucket, "shelf_audit", first.version)
+    assert mb.read_latest(bucket, "shelf_audit") == first.version
+    assert len(mb.read_history(bucket, "shelf_audit")) == 3
+
+
+def test_bad_names_are_refused(tmp_path, models):
+    files, manifest, _ = _payload(models["a"])
+    with pytest.raises(ValueError, match="model.tflite"):
+        mb.publish(str(tmp_path), "shelf_audit", {"labels.txt": b""}, manifest)
+    with pytest.raises(ValueError, match="invalid file name"):
+        mb.publish(str(tmp_path), "shelf_audit", {**files, "../x": b""}, manifest)
+    with pytest.raises(ValueError, match="model_name"):
+        mb.model_root(str(tmp_path), "../up")
+    assert np.array_equal(mb.list_versions(str(tmp_path), "shelf_audit"), [])

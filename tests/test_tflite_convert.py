@@ -1,0 +1,152 @@
+"""Unit tests of components.tflite_convert on a tiny brightness classifier."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import tflite_helpers as helpers
+
+from components import tflite_convert as tc
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory) -> str:
+    return helpers.build_tiny_saved_model(str(tmp_path_factory.mktemp("tiny") / "Format-Serving"))
+
+
+@pytest.fixture(scope="module")
+def data():
+    images, labels = helpers.make_images(30, seed=3)
+    return images, labels
+
+
+@pytest.fixture(scope="module")
+def converted(saved_model, data) -> dict[str, bytes]:
+    images, _ = data
+    return {v: tc.convert(saved_model, v, representative_images=images) for v in tc.VARIANTS}
+
+
+@pytest.fixture(scope="module")
+def reference(saved_model, data) -> np.ndarray:
+    return tc.saved_model_predict(saved_model, data[0])
+
+
+@pytest.mark.parametrize("variant", tc.VARIANTS)
+def test_each_variant_loads_and_runs(converted, data, reference, variant):
+    out = tc.run_tflite(converted[variant], data[0])
+    assert out.shape == (30, 3) and out.dtype == np.float32
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=0.02)
+    assert np.mean(out.argmax(1) == reference.argmax(1)) == 1.0
+
+
+def test_fp32_matches_saved_model(converted, data, reference):
+    assert np.max(np.abs(tc.run_tflite(converted["fp32"], data[0]) - reference)) <= 1e-5
+
+
+def test_int8_takes_raw_uint8_pixels_and_returns_float_probabilities(converted):
+    io = tc.describe_io(converted["int8"])
+    assert io["input"]["dtype"] == "uint8"
+    assert (io["input"]["scale"], io["input"]["zero_point"]) == (1.0, 0)
+    assert io["input"]["shape"] == [1, 128, 128, 1]
+    assert io["output"]["dtype"] == "float32" and io["output"]["shape"] == [1, 3]
+    # Float variants keep a float32 input.
+    assert tc.describe_io(converted["fp16"])["input"]["dtype"] == "float32"
+
+
+def test_int8_input_scale_is_one_even_for_dark_calibration_data(saved_model):
+    dark = np.full((4, *helpers.IMAGE_SHAPE), 40, np.uint8)
+    io = tc.describe_io(tc.convert(saved_model, "int8", representative_images=dark))
+    assert (io["input"]["scale"], io["input"]["zero_point"]) == (1.0, 0)
+
+
+def test_bad_arguments(saved_model):
+    with pytest.raises(ValueError, match="variant must be one of"):
+        tc.convert(saved_model, "int4")
+    with pytest.raises(ValueError, match="representative_images"):
+        tc.convert(saved_model, "int8")
+
+
+def test_verify_variant_passes_and_records_everything(converted, data, reference):
+    images, labels = data
+    report = tc.verify_variant(
+        converted["fp16"],
+        "fp16",
+        golden_images=images[:6],
+        golden_reference=reference[:6],
+        eval_images=images,
+        eval_labels=labels,
+        eval_reference=reference,
+    )
+    assert report.passed and report.reasons == ()
+    assert report.parity_tolerance == 1e-2 and report.parity_max_abs_diff <= 1e-2
+    assert report.agreement == 1.0 and report.recall["damaged"] == 1.0
+    assert report.bytes == len(converted["fp16"]) and len(report.sha256) == 64
+    assert report.latency_ms > 0 and report.golden_count == 6 and report.eval_count == 30
+    assert report.to_dict()["io"]["input"]["dtype"] == "float32"
+
+
+def test_verify_variant_rejects_damaged_recall_drift(converted, data):
+    images, labels = data
+    # Pretend the SavedModel called some dark (ok-looking) photos damaged,
+    # correctly: the variant, which says ok, loses damaged recall.
+    labels = labels.copy()
+    labels[[0, 3, 6]] = 2
+    reference = np.eye(3, dtype=np.float32)[labels]
+    report = tc.verify_variant(
+        converted["int8"],
+        "int8",
+        golden_images=images[:3],
+        golden_reference=reference[:3],
+        eval_images=images,
+        eval_labels=labels,
+        eval_reference=reference,
+    )
+    assert not report.passed
+    assert any(r.startswith("drift: damaged recall") for r in report.reasons)
+    assert report.savedmodel_recall["damaged"] == 1.0 and report.recall["damaged"] < 0.98
+
+
+def test_verify_variant_budgets_and_parity(converted, data, reference):
+    images, labels = data
+    config = tc.VerifyConfig(size_budget_bytes=100, latency_budget_ms=1e-9, latency_repeats=3)
+    report = tc.verify_variant(
+        converted["fp32"],
+        "fp32",
+        golden_images=images[:3],
+        golden_reference=reference[:3] + 0.1,
+        eval_images=images,
+        eval_labels=labels,
+        eval_reference=reference,
+        config=config,
+    )
+    kinds = sorted(r.split(":")[0] for r in report.reasons)
+    assert kinds == ["latency", "parity", "size"]
+
+
+def test_measure_latency(converted):
+    assert 0 < tc.measure_latency_ms(converted["fp16"], num_threads=2, repeats=5) < 1000
+
+
+def test_load_images_round_trip(tmp_path):
+    images, labels = helpers.make_images(7, seed=9)
+    helpers.write_split(str(tmp_path / "Split-eval"), images, labels)
+    got_images, got_labels = tc.load_images(str(tmp_path / "Split-eval"))
+    np.testing.assert_array_equal(got_images, images)
+    np.testing.assert_array_equal(got_labels, labels)
+    assert len(tc.load_images(str(tmp_path / "Split-eval"), limit=3)[0]) == 3
+    with pytest.raises(FileNotFoundError):
+        tc.load_images(os.path.join(tmp_path, "missing"))
+
+
+def test_golden_selection_covers_every_class():
+    labels = np.array([0] * 20 + [1] * 5 + [2] * 2)
+    chosen = tc.select_golden_indices(labels, 6)
+    assert len(chosen) == 6 and set(labels[chosen]) == {0, 1, 2}
+    assert tc.select_golden_indices(labels[:2], 8) == [0, 1]
+
+
+def test_per_class_recall_marks_absent_classes():
+    recall = tc.per_class_recall(np.array([0, 0, 1]), np.eye(3)[[0, 1, 1]])
+    assert recall == {"ok": 0.5, "misplaced": 1.0, "damaged": None}
