@@ -130,9 +130,7 @@ def _coerce(key: str, value: Any, field: dataclasses.Field) -> Any:
         if not isinstance(value, bool):
             raise _fail(key, value, "must be true or false")
         return value
-    if kind in ("int", "Optional[int]"):
-        if value is None and kind.startswith("Optional"):
-            return None
+    if kind in ("int", "int | None"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise _fail(key, value, "must be an integer")
         return value

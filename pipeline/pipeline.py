@@ -7,10 +7,11 @@ import hashlib
 import os
 from pathlib import Path
 
+import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.proto import example_gen_pb2, range_config_pb2
 
-from pipeline.config import PipelineConfig
+from pipeline.config import GateConfig, PipelineConfig
 from pipeline.data_gate import DataGate
 from pipeline.eval_config import build_eval_config
 
@@ -29,6 +30,17 @@ def code_fingerprint() -> str:
     for path in sorted((REPO_ROOT / "pipeline").rglob("*.py")) + [SCHEMA_FILE]:
         digest.update(path.relative_to(REPO_ROOT).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def gate_eval_config(gate: GateConfig) -> tfma.EvalConfig:
+    """The Evaluator's config for ``gate``."""
+    return build_eval_config(
+        dict(gate.class_weights),
+        gate.weighted_recall_floor,
+        dict(gate.class_recall_floors),
+        gate.max_drop,
+        tuple(gate.slices),
+    )
 
 
 def create_pipeline(
@@ -110,9 +122,7 @@ def create_pipeline(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline_resolver.outputs["model"],
-        eval_config=build_eval_config(
-            dict(g.class_weights), g.weighted_recall_floor, dict(g.class_recall_floors), g.max_drop, tuple(g.slices)
-        ),
+        eval_config=gate_eval_config(g),
     )
     components = [
         example_gen,

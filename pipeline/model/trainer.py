@@ -200,5 +200,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     model, history = train(config, fn_args.train_files, fn_args.eval_files, fn_args.model_run_dir)
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "training_summary.json"), "w") as f:
-        json.dump({"seed": config.seed, "epochs_run": len(history.get("loss", [])), "history": history}, f, indent=1)
+        plain = {k: [float(v) for v in values] for k, values in history.items()}
+        json.dump({"seed": config.seed, "epochs_run": len(plain.get("loss", [])), "history": plain}, f, indent=1)
     export(model, tft.TFTransformOutput(fn_args.transform_output), config.image_size, fn_args.serving_model_dir)
