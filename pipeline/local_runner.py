@@ -64,6 +64,23 @@ def resolve_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
     return config.replace(data=data, training=training, gate=gate, push=push)
 
 
+def git_revision() -> str:
+    """The checkout's commit (with ``-dirty`` when it has changes), or "" outside git."""
+    import subprocess
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        rev = subprocess.run(
+            ["git", "-C", repo, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", repo, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return rev + ("-dirty" if dirty.strip() else "")
+
+
 def run_pipeline(config: config_lib.PipelineConfig, home: str) -> int:
     """Run the pipeline under ``home``; print the summary; return the exit status."""
     from tfx import v1 as tfx
@@ -86,6 +103,7 @@ def run_pipeline(config: config_lib.PipelineConfig, home: str) -> int:
         data_root=data_root,
         metadata_connection_config=connection,
         bucket=bucket,
+        source_revision=git_revision(),
     )
     log.info("running %s on %s; home %s; ML Metadata %s", config.name, data_root, home, metadata_path)
     started = time.time()

@@ -11,6 +11,7 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.proto import example_gen_pb2, range_config_pb2
 
+from components.tflite_pusher import TFLitePusher
 from pipeline.config import GateConfig, PipelineConfig
 from pipeline.data_gate import DataGate
 from pipeline.eval_config import build_eval_config
@@ -50,6 +51,7 @@ def create_pipeline(
     metadata_connection_config: tfx.proto.ConnectionConfig | None = None,
     bucket: str | None = None,
     schema_file: str = str(SCHEMA_FILE),
+    source_revision: str = "",
 ) -> tfx.dsl.Pipeline:
     """Build the Shelf Audit DAG.
 
@@ -60,8 +62,15 @@ def create_pipeline(
       metadata_connection_config: ML Metadata store (None on Kubeflow).
       bucket: model bucket the pusher publishes to (default ``config.push.bucket``).
       schema_file: the curated schema.
+      source_revision: code revision recorded in the bucket manifest's lineage.
+
+    Raises:
+      ValueError: no bucket given here or in ``config.push.bucket``.
     """
-    d, t, g = config.data, config.training, config.gate
+    d, t, g, p = config.data, config.training, config.gate, config.push
+    bucket = bucket or p.bucket
+    if not bucket:
+        raise ValueError("no model bucket: set push.bucket in the config or pass bucket=")
     fingerprint = code_fingerprint()
 
     # Photos of the latest span (or a span range), hash-split into train/eval.
@@ -124,6 +133,22 @@ def create_pipeline(
         baseline_model=baseline_resolver.outputs["model"],
         eval_config=gate_eval_config(g),
     )
+    # Blessed? Convert to TFLite variants, verify them, publish to the bucket.
+    pusher = TFLitePusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        transformed_examples=transform.outputs["transformed_examples"],
+        model_evaluation=evaluator.outputs["evaluation"],
+        bucket=bucket,
+        model_name=p.model_name,
+        variants=list(p.variants),
+        default_variant=p.default_variant,
+        size_budget_bytes=int(p.size_budget_mb * 1_000_000),
+        latency_budget_ms=p.latency_budget_ms,
+        damaged_recall_tolerance=p.damaged_recall_tolerance,
+        golden_count=p.golden_samples,
+        source_revision=source_revision or f"code:{fingerprint}",
+    )
     components = [
         example_gen,
         statistics_gen,
@@ -134,6 +159,7 @@ def create_pipeline(
         trainer,
         baseline_resolver,
         evaluator,
+        pusher,
     ]
     return tfx.dsl.Pipeline(
         pipeline_name=config.name,

@@ -207,13 +207,14 @@ def format_summary(summary: RunSummary) -> str:
     if summary.evaluation_uri:
         lines.append(f"evaluation (TFMA output): {summary.evaluation_uri}")
     if summary.pushed:
-        if summary.pushed.get("pushed"):
-            lines.append(f"published: {summary.pushed.get('pushed_destination')}")
-            for key in sorted(summary.pushed):
-                if key not in ("pushed", "pushed_destination"):
-                    lines.append(f"  {key}: {summary.pushed[key]}")
-        else:
+        p = summary.pushed
+        if p.get("pushed"):
+            lines.append(f"published: {p.get('pushed_model_file') or p.get('pushed_destination')}")
             lines.append(
-                f"not published: {summary.pushed.get('reason') or summary.pushed.get('not_pushed_reason') or ''}"
+                f"  version {p.get('pushed_version')}, variant {p.get('pushed_variant')}, "
+                f"{(p.get('pushed_bytes') or 0) / 1e6:.2f} MB, host latency {p.get('pushed_latency_ms')} ms (1 thread)"
             )
+            lines.append(f"  {p.get('pushed_reason', '')}")
+        else:
+            lines.append(f"not published: {p.get('pushed_reason') or ''}")
     return "\n".join(lines)

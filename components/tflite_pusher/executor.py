@@ -119,9 +119,9 @@ def _finite(value: float) -> float | None:
 def read_gate_metrics(evaluation_uri: str) -> dict[str, Any]:
     """The overall slice's metrics of a TFMA evaluation, split overall / per class.
 
-    Per-class values are the metrics with a ``class_id`` sub key (the
-    Evaluator's per-class recall floors); diffs against the baseline are
-    kept under ``diff``.
+    Per-class values are the gate's ``recall/<label>`` metrics and any metric
+    with a ``class_id`` sub key; diffs against the baseline are kept under
+    ``diff``; the baseline model's own values are left out.
     """
     import tensorflow_model_analysis as tfma
 
@@ -135,7 +135,14 @@ def read_gate_metrics(evaluation_uri: str) -> dict[str, Any]:
             if not entry.value.HasField("double_value"):
                 continue
             key, value = entry.key, _finite(entry.value.double_value.value)
-            if key.HasField("sub_key") and key.sub_key.HasField("class_id"):
+            if key.model_name == "baseline":
+                continue  # the baseline's own values; the candidate's diffs are kept
+            metric, _, label = key.name.partition("/")
+            if label in LABELS:  # the gate's argmax recall per class, e.g. "recall/damaged"
+                per_class.setdefault(label, {})[("diff:" if key.is_diff else "") + metric] = value
+                if not key.is_diff:
+                    overall[key.name] = value
+            elif key.HasField("sub_key") and key.sub_key.HasField("class_id"):
                 class_id = key.sub_key.class_id.value
                 name = LABELS[class_id] if class_id < len(LABELS) else str(class_id)
                 target = per_class.setdefault(name, {})
