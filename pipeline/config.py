@@ -194,7 +194,7 @@ def validate(config: PipelineConfig) -> None:
     for key in ("train_buckets", "eval_buckets"):
         if getattr(d, key) < 1:
             raise _fail(f"data.{key}", getattr(d, key), "must be >= 1")
-    if t.weights not in ("none", "imagenet") and not t.weights.endswith((".h5", ".keras", ".weights.h5")):
+    if t.weights not in ("none", "imagenet") and not t.weights.endswith(".h5"):
         raise _fail("training.weights", t.weights, "must be 'none', 'imagenet' or a path to a .h5 weights file")
     if t.image_size < 32:
         raise _fail("training.image_size", t.image_size, "must be >= 32")
@@ -215,9 +215,13 @@ def validate(config: PipelineConfig) -> None:
     if not 0 <= t.dropout < 1:
         raise _fail("training.dropout", t.dropout, "must be in [0, 1)")
     _check_label_map("training.class_weights", t.class_weights, complete=True, lo=0.0, hi=100.0)
+    if sum(t.class_weights.values()) <= 0:
+        raise _fail("training.class_weights", dict(t.class_weights), "must not all be 0")
     if not 0 <= g.weighted_recall_floor <= 1:
         raise _fail("gate.weighted_recall_floor", g.weighted_recall_floor, "must be in [0, 1]")
     _check_label_map("gate.class_weights", g.class_weights, complete=True, lo=0.0, hi=100.0)
+    if sum(g.class_weights.values()) <= 0:
+        raise _fail("gate.class_weights", dict(g.class_weights), "must not all be 0")
     _check_label_map("gate.class_recall_floors", g.class_recall_floors, complete=False, lo=0.0, hi=1.0)
     if not 0 <= g.max_drop <= 1:
         raise _fail("gate.max_drop", g.max_drop, "must be in [0, 1]")

@@ -126,6 +126,7 @@ def _delete(raw: dict, dotted: str) -> None:
         ("push.default_variant", "fp32", ["push.default_variant must be one of push.variants", "'fp32'"]),
         ("push.variants", ["fp16", "fp8"], ["push.variants", "'fp8'"]),
         ("name", "shelf audit!", ["name must be letters", "name='shelf audit!'"]),
+        ("training.weights", "/models/mnv3.keras", ["training.weights", ".h5", "mnv3.keras"]),
     ],
 )
 def test_invalid_value_names_key_and_value(demo_raw, key, value, expected):
@@ -139,6 +140,14 @@ def test_invalid_value_names_key_and_value(demo_raw, key, value, expected):
 def test_missing_class_weight_names_the_class(demo_raw):
     _delete(demo_raw, "gate.class_weights.damaged")
     with pytest.raises(ConfigError, match=r"gate\.class_weights must give every class a weight; missing damaged"):
+        config_lib.from_dict(demo_raw)
+
+
+@pytest.mark.parametrize("table", ["training.class_weights", "gate.class_weights"])
+def test_class_weights_must_not_all_be_zero(demo_raw, table):
+    for label in ("ok", "misplaced", "damaged"):
+        _set(demo_raw, f"{table}.{label}", 0.0)
+    with pytest.raises(ConfigError, match=rf"{table} must not all be 0"):
         config_lib.from_dict(demo_raw)
 
 

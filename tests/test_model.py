@@ -238,3 +238,16 @@ def test_unfreeze_top_keeps_batchnorm_frozen():
         id(w) for layer in layers if isinstance(layer, tf_keras.layers.BatchNormalization) for w in layer.weights
     }
     assert bn_weights and not bn_weights & {id(w) for w in model.trainable_weights}
+
+
+def test_weights_file_behind_a_url_is_copied_locally(rgb_weights, adapted, gray_images):
+    """A weights file on a tf.io.gfile filesystem (ram:// stands in for gs://) loads like a local one."""
+    import tensorflow as tf
+
+    url = "ram://weights/w.h5"
+    tf.io.gfile.makedirs("ram://weights")
+    tf.io.gfile.copy(str(rgb_weights[1]), url, overwrite=True)
+    remote = model_lib.build_backbone(SIZE, weights=url)
+    np.testing.assert_allclose(
+        remote(gray_images, training=False).numpy(), adapted(gray_images, training=False).numpy(), rtol=1e-6
+    )

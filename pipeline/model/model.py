@@ -12,6 +12,7 @@ input channels yields a 1-channel model with identical outputs on gray input.
 from __future__ import annotations
 
 import os
+import tempfile
 
 import tf_keras
 
@@ -47,6 +48,19 @@ def adapt_rgb_weights(rgb: tf_keras.Model, gray: tf_keras.Model) -> None:
         dst.set_weights(weights)
 
 
+def _local_copy(path: str) -> str:
+    """``path`` itself when local; else a temporary local copy (Keras reads .h5 only from local disk)."""
+    import tensorflow as tf
+
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"weights file not found. Received weights={path}")
+    if "://" not in path:
+        return path
+    local = os.path.join(tempfile.mkdtemp(prefix="weights-"), os.path.basename(path))
+    tf.io.gfile.copy(path, local)
+    return local
+
+
 def build_backbone(image_size: int, weights: str = "none") -> tf_keras.Model:
     """The 1-channel MobileNetV3Small feature extractor.
 
@@ -54,7 +68,7 @@ def build_backbone(image_size: int, weights: str = "none") -> tf_keras.Model:
       image_size: input height and width.
       weights: ``"none"`` (random init), ``"imagenet"`` (downloaded by Keras;
         needs network) or a path to a 3-channel MobileNetV3Small
-        ``include_top=False`` weights file (.h5).
+        ``include_top=False`` weights file (.h5, local or any ``tf.io.gfile`` URL).
 
     Raises:
       ValueError: ``weights`` is none of those.
@@ -72,10 +86,8 @@ def build_backbone(image_size: int, weights: str = "none") -> tf_keras.Model:
                 f"Download them once and pass the file as training.weights. Cause: {e}"
             ) from e
     elif weights.endswith(".h5"):
-        if not os.path.exists(weights):
-            raise FileNotFoundError(f"weights file not found. Received weights={weights}")
         rgb = _backbone(image_size, 3, None)
-        rgb.load_weights(weights)
+        rgb.load_weights(_local_copy(weights))
     else:
         raise ValueError(f"weights must be 'none', 'imagenet' or a .h5 path. Received weights={weights}")
     gray = _backbone(image_size, 1, None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from typing import Any
 
 import tensorflow as tf
@@ -97,6 +98,34 @@ def check_mixed_precision(enabled: bool) -> None:
     tf_keras.mixed_precision.set_global_policy("mixed_float16")
 
 
+class Throughput(tf_keras.callbacks.Callback):
+    """Training images/s per epoch, timed over the train batches only (validation excluded)."""
+
+    def __init__(self, batch_size: int) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.epochs: list[dict[str, float]] = []
+        self._start = self._end = 0.0
+        self._batches = 0
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self._start, self._batches = 0.0, 0
+
+    def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+        if not self._start:
+            self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        self._batches += 1
+        self._end = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        seconds = max(self._end - self._start, 1e-9)
+        images = self._batches * self.batch_size
+        self.epochs.append({"seconds": seconds, "images": images, "images_per_second": images / seconds})
+        log.info("epoch %d: %d images in %.1fs, %.0f images/s", epoch + 1, images, seconds, images / seconds)
+
+
 def _callbacks(model_run_dir: str, patience: int) -> list[tf_keras.callbacks.Callback]:
     return [
         tf_keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
@@ -122,7 +151,10 @@ def _compile(model: tf_keras.Model, learning_rate: float) -> None:
 def train(
     config: TrainingConfig, train_files: list[str], eval_files: list[str], model_run_dir: str
 ) -> tuple[tf_keras.Model, dict[str, list[float]]]:
-    """Build and fit the model; return it with the merged Keras history."""
+    """Build and fit the model; return it with the merged Keras history.
+
+    The history also holds ``images_per_second`` per epoch (train batches only).
+    """
     tf_keras.utils.set_random_seed(config.seed)
     check_mixed_precision(config.mixed_precision)
     size = config.image_size
@@ -144,20 +176,16 @@ def train(
         class_weight=class_weight_by_id(dict(config.class_weights)),
         verbose=2,
     )
-    history = model.fit(
-        train_ds, epochs=config.epochs, callbacks=_callbacks(model_run_dir, config.early_stopping_patience), **fit_args
-    ).history
+    throughput = Throughput(config.batch_size)
+    callbacks = _callbacks(model_run_dir, config.early_stopping_patience) + [throughput]
+    history = model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, **fit_args).history
     if pretrained and config.fine_tune_epochs:
         # Phase 2: fine-tune the top of the backbone with a lower rate.
         model_lib.unfreeze_top(model, config.fine_tune_layers)
         _compile(model, config.fine_tune_learning_rate)
-        more = model.fit(
-            train_ds,
-            epochs=config.fine_tune_epochs,
-            callbacks=_callbacks(model_run_dir, config.early_stopping_patience),
-            **fit_args,
-        ).history
+        more = model.fit(train_ds, epochs=config.fine_tune_epochs, callbacks=callbacks, **fit_args).history
         history = {k: history.get(k, []) + more.get(k, []) for k in set(history) | set(more)}
+    history["images_per_second"] = [e["images_per_second"] for e in throughput.epochs]
     return model, history
 
 
