@@ -49,7 +49,7 @@ demo-data: $(STAMP) ## Make the synthetic demo photos if missing
 	@if ls $(DEMO_DATA)/span-*/*.tfrecord.gz >/dev/null 2>&1; then \
 	  echo ">> demo data present in $(DEMO_DATA)"; \
 	else \
-	  $(VENV)/bin/shelf-audit synth --out $(DEMO_DATA) --span 1 --count 3000 --seed 7; \
+	  $(VENV)/bin/shelf-audit synth --out $(DEMO_DATA) --span 1 --count 6000 --seed 7; \
 	fi
 
 run: demo-data ## Run the whole pipeline locally on the demo data
@@ -63,7 +63,7 @@ lint: $(STAMP) ## Lint with ruff
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: $(STAMP) ## Run the benchmarks; figures go to benchmarks/results.md
+bench: demo-data ## Run the benchmarks (demo pipeline, synth, TFLite); figures go to benchmarks/results.md
 	$(VENV)/bin/python -m benchmarks.run --out benchmarks/results.md
 
 clean: ## Remove run outputs (keeps .venv and demo data)

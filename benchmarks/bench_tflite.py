@@ -123,7 +123,8 @@ def main(args: argparse.Namespace) -> str:
 
     work_dir = os.path.join(getattr(args, "work_dir", "runs/bench"), "tflite")
     os.makedirs(work_dir, exist_ok=True)
-    demo = _find_demo(DEMO_HOME)
+    # Prefer the model that `make bench`'s own pipeline run just trained.
+    demo = _find_demo(os.path.join(getattr(args, "work_dir", "runs/bench"), "pipeline")) or _find_demo(DEMO_HOME)
     if demo:
         saved_model, examples_uri, how = demo
         train, _ = tc.load_images(os.path.join(examples_uri, "Split-train"), limit=2000)

@@ -23,11 +23,15 @@ DEFAULT_CONFIG = "configs/demo.toml"
 
 # absl lines worth showing without --verbose: one per stage start/finish.
 _STAGE_MARKERS = ("Component ", "A cached execution")
+# Warnings TFX 1.16 prints on every run that say nothing about this run.
+_NOISE = ("ArtifactQuery.property_predicate is not supported", "Examples artifact does not have payload_format")
 
 
 class _StageFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
+        if message.startswith(_NOISE):
+            return False
         return record.levelno >= logging.WARNING or message.startswith(_STAGE_MARKERS)
 
 

@@ -17,6 +17,8 @@ from tfx.orchestration import metadata
 from pipeline.eval_config import WEIGHTED_RECALL, class_recall_name
 from shelf_data.contract import LABELS
 
+# Slices smaller than this are too noisy to call "worst"; they stay in the TFMA output.
+MIN_SLICE_EXAMPLES = 30
 _STATES = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
 
 
@@ -136,7 +138,11 @@ def read_gate(
             values[kv.key.name] = kv.value.double_value.value
         if slice_key == ():
             overall = values
-        elif WEIGHTED_RECALL in values and not math.isnan(values[WEIGHTED_RECALL]):
+        elif (
+            WEIGHTED_RECALL in values
+            and not math.isnan(values[WEIGHTED_RECALL])
+            and values.get("example_count", 0) >= MIN_SLICE_EXAMPLES
+        ):
             label = ", ".join(f"{k}={v}" for k, v in slice_key)
             slices.append((label, values[WEIGHTED_RECALL], values.get("example_count", float("nan"))))
     validation = tfma.load_validation_result(evaluation_uri)
@@ -195,7 +201,7 @@ def format_summary(summary: RunSummary) -> str:
             mark = "yes" if r.passed else "NO"
             lines.append(f"  {r.metric:<22}{value:>8}   {r.threshold:<29}{mark:<6}{delta}")
     if summary.worst_slices:
-        lines += ["", "worst slices by weighted recall"]
+        lines += ["", f"worst slices by weighted recall (slices of at least {MIN_SLICE_EXAMPLES} photos)"]
         lines += [f"  {name:<30}{value:.4f}  (n={count:.0f})" for name, value, count in summary.worst_slices]
     lines.append("")
     if summary.blessed is None:

@@ -12,6 +12,7 @@ import importlib
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 # name -> (module, one-line help)
@@ -52,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # TFT switches the process to Keras 2; say so before TensorFlow loads.
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # google-api-core warns on every import that Python 3.10 support is ending; TFX 1.16 needs 3.10.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\..*")
     args = build_parser(argv).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -38,7 +38,7 @@ def test_demo_config_loads_with_its_values():
     assert (config.data.span_from, config.data.span_to) == (None, None)
     assert (config.data.train_buckets, config.data.eval_buckets) == (4, 1)
     t = config.training
-    assert (t.weights, t.image_size, t.epochs, t.batch_size) == ("none", 128, 12, 32)
+    assert (t.weights, t.image_size, t.epochs, t.batch_size) == ("none", 128, 15, 32)
     assert t.learning_rate == pytest.approx(0.002)
     assert t.batchnorm_momentum == pytest.approx(0.9)
     assert dict(t.class_weights) == {"ok": 1.0, "misplaced": 1.0, "damaged": 2.0}

@@ -135,7 +135,7 @@ def _callbacks(model_run_dir: str, patience: int) -> list[tf_keras.callbacks.Cal
             save_best_only=True,
             save_weights_only=True,
         ),
-        tf_keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, patience - 1)),
+        tf_keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, patience // 2)),
         tf_keras.callbacks.TensorBoard(log_dir=os.path.join(model_run_dir, "logs"), update_freq="epoch"),
     ]
 
