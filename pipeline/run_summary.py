@@ -223,4 +223,4 @@ def format_summary(summary: RunSummary) -> str:
             lines.append(f"  {p.get('pushed_reason', '')}")
         else:
             lines.append(f"not published: {p.get('pushed_reason') or ''}")
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
