@@ -28,10 +28,14 @@ _NOISE = ("ArtifactQuery.property_predicate is not supported", "Examples artifac
 
 
 class _StageFilter(logging.Filter):
+    """Keep TFX's (absl's) stage lines and warnings; drop its per-execution detail."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if message.startswith(_NOISE):
             return False
+        if record.name != "absl":  # our own loggers (stage summary, training progress) always pass
+            return True
         return record.levelno >= logging.WARNING or message.startswith(_STAGE_MARKERS)
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
 from pipeline import config as config_lib
 from pipeline.kubeflow_runner import compile_pipeline
+from pipeline.local_runner import _StageFilter
 from pipeline.pipeline import code_fingerprint, create_pipeline
 
 EXPECTED_NODES = {
@@ -74,3 +76,17 @@ def test_kubeflow_v2_compiles_the_same_dag(tmp_path, production):
     assert envelope["pipelineSpec"]["pipelineInfo"]["name"] == production.name
     # Module paths, not files: the cluster image must have this package installed.
     assert "pipeline.model.trainer.run_fn" in out.read_text()
+
+
+def _record(name: str, level: int, message: str) -> logging.LogRecord:
+    return logging.LogRecord(name, level, __file__, 1, message, None, None)
+
+
+def test_default_log_keeps_stage_lines_warnings_and_our_own_progress():
+    keep = _StageFilter().filter
+    assert keep(_record("absl", logging.INFO, "Component Trainer is running."))
+    assert keep(_record("absl", logging.WARNING, "something odd"))
+    assert keep(_record("pipeline.model.trainer", logging.INFO, "epoch 3: 4800 images in 19.0s, 252 images/s"))
+    assert keep(_record("shelf_audit.run", logging.INFO, "running shelf-audit-demo on data/demo"))
+    assert not keep(_record("absl", logging.INFO, "Going to run a new execution 7"))
+    assert not keep(_record("absl", logging.WARNING, "ArtifactQuery.property_predicate is not supported."))
