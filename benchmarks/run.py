@@ -15,6 +15,7 @@ import pkgutil
 import platform
 import shlex
 import sys
+import warnings
 
 import benchmarks
 
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=_available(), help="run only these (repeatable)")
     parser.add_argument("--work-dir", default="runs/bench", help="scratch folder for benchmark data and runs")
     args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\..*")
     os.makedirs(args.work_dir, exist_ok=True)
     names = args.only or _available()
     sections = []

@@ -140,8 +140,6 @@ def read_gate_metrics(evaluation_uri: str) -> dict[str, Any]:
             metric, _, label = key.name.partition("/")
             if label in LABELS:  # the gate's argmax recall per class, e.g. "recall/damaged"
                 per_class.setdefault(label, {})[("diff:" if key.is_diff else "") + metric] = value
-                if not key.is_diff:
-                    overall[key.name] = value
             elif key.HasField("sub_key") and key.sub_key.HasField("class_id"):
                 class_id = key.sub_key.class_id.value
                 name = LABELS[class_id] if class_id < len(LABELS) else str(class_id)
