@@ -7,6 +7,7 @@ tests, so the summary shows exactly what the tests assert on.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from typing import Any
 
@@ -120,8 +121,7 @@ def read_gate(
     for spec in eval_config.metrics_specs:
         for m in spec.metrics:
             for pst in m.per_slice_thresholds:
-                name = m.config.split('"name": "', 1)[1].split('"', 1)[0]
-                thresholds[name] = pst.threshold
+                thresholds[json.loads("{" + m.config + "}")["name"]] = pst.threshold
     overall: dict[str, float] = {}
     baseline_delta: dict[str, float] = {}
     slices: list[tuple[str, float, float]] = []
