@@ -101,7 +101,7 @@ def create_pipeline(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
     # Stop the run on anomalies: ExampleValidator alone records them and goes on.
-    data_gate = DataGate(anomalies=example_validator.outputs["anomalies"])
+    data_gate = DataGate(anomalies=example_validator.outputs["anomalies"], examples=example_gen.outputs["examples"])
     # Decode, grayscale, resize; labels and slice features pass through.
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],

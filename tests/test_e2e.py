@@ -154,6 +154,7 @@ def test_bad_data_stops_the_run_before_transform(tmp_path):
     proc = _run(tmp_path, 0.0)
     assert proc.returncode == 1, _explain(proc)
     assert "label" in proc.stderr and "schemas/schema.pbtxt" in proc.stderr, _explain(proc)
+    assert "20 record(s) with an unusable image" in proc.stderr and "does not decode" in proc.stderr, _explain(proc)
     summary = _summary(tmp_path)
     assert summary.stage("Transform") is None and summary.stage("Trainer") is None
     assert not (tmp_path / "home" / "bucket").exists() or not model_bucket.list_versions(

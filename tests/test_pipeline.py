@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import pytest
 
@@ -90,3 +91,32 @@ def test_default_log_keeps_stage_lines_warnings_and_our_own_progress():
     assert keep(_record("shelf_audit.run", logging.INFO, "running shelf-audit-demo on data/demo"))
     assert not keep(_record("absl", logging.INFO, "Going to run a new execution 7"))
     assert not keep(_record("absl", logging.WARNING, "ArtifactQuery.property_predicate is not supported."))
+
+
+def test_data_gate_names_records_whose_image_transform_could_not_use(tmp_path, make_image):
+    """Component tier: the gate's image check over a hand-built Examples artifact."""
+    import tensorflow as tf
+    from tfx.types import standard_artifacts
+
+    from pipeline.data_gate import bad_image_lines
+    from shelf_data.contract import PhotoRecord, make_example
+
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "examples")
+    examples.split_names = '["train", "eval"]'
+    photos = {
+        "train": [make_image("RGB", (120, 90)), b"\xff\xd8 truncated jpeg", make_image("L", (40, 200), "PNG")],
+        "eval": [make_image("L", (64, 64), "PNG")],
+    }
+    for split, images in photos.items():
+        os.makedirs(tmp_path / "examples" / f"Split-{split}")
+        path = str(tmp_path / "examples" / f"Split-{split}" / "data_tfrecord-00000-of-00001.gz")
+        with tf.io.TFRecordWriter(path, tf.io.TFRecordOptions(compression_type="GZIP")) as writer:
+            for i, image in enumerate(images):
+                record = PhotoRecord(image=image, label=0, lane_id=i + 1, device_id="zebra-tc52")
+                writer.write(make_example(record).SerializeToString())
+    count, lines = bad_image_lines(examples)
+    assert count == 2
+    assert lines[0].startswith("train: data_tfrecord-00000-of-00001.gz record 1 (lane_id=2, device_id=zebra-tc52)")
+    assert "does not decode" in lines[0]
+    assert "record 2" in lines[1] and "40x200, below 64x64" in lines[1]
