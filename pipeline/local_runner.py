@@ -9,6 +9,7 @@ published), 1 error.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -53,8 +54,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def resolve_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
     """Load the config file and apply the command-line overrides (validated)."""
-    import dataclasses
-
     config = config_lib.load(args.config)
     data, training, gate, push = config.data, config.training, config.gate, config.push
     if args.data:
