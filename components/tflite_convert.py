@@ -35,17 +35,19 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from pipeline.model import features, preprocessing
 from shelf_data.contract import LABELS
 
 log = logging.getLogger(__name__)
 
 VARIANTS: tuple[str, ...] = ("fp32", "fp16", "dynamic", "int8")
-DEFAULT_SIGNATURE = "serving_image"
-INPUT_KEY = "image"
-OUTPUT_KEY = "probabilities"
-IMAGE_SHAPE: tuple[int, int, int] = (128, 128, 1)
-PIXELS_KEY = "pixels"
-LABEL_KEY = "label"
+# The exported signature and the transformed-example keys are the Trainer's and Transform's.
+DEFAULT_SIGNATURE = features.IMAGE_SIGNATURE
+INPUT_KEY = features.IMAGE_INPUT
+OUTPUT_KEY = features.PROBABILITIES
+IMAGE_SHAPE: tuple[int, int, int] = (preprocessing.DEFAULT_IMAGE_SIZE, preprocessing.DEFAULT_IMAGE_SIZE, 1)
+PIXELS_KEY = features.PIXELS_KEY
+LABEL_KEY = features.LABEL_KEY
 DAMAGED = "damaged"
 
 # Human-readable quantization recorded in the manifest.
@@ -441,8 +443,7 @@ def load_images(split_dir: str, limit: int | None = None) -> tuple[np.ndarray, n
 
     def _decode(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         parsed = tf.io.parse_single_example(record, spec)
-        pixels = tf.reshape(tf.io.parse_tensor(parsed[PIXELS_KEY], tf.uint8), IMAGE_SHAPE)
-        return pixels, parsed[LABEL_KEY]
+        return preprocessing.parse_pixels(parsed[PIXELS_KEY], IMAGE_SHAPE[0]), parsed[LABEL_KEY]
 
     images, labels = [], []
     for pixels, label in dataset.map(_decode).batch(256):
