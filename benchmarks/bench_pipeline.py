@@ -29,8 +29,8 @@ def _steady(values: list[float]) -> float:
 def _bare_keras_images_per_second(train_files: list[str], eval_files: list[str], config, epochs: int) -> float:
     import tf_keras
 
-    from pipeline.model import model as model_lib
-    from pipeline.model import trainer
+    from shelf_model import model as model_lib
+    from shelf_model import trainer
 
     tf_keras.utils.set_random_seed(config.seed)
     ds = trainer.make_dataset(train_files, config.batch_size, config.image_size, True, config.seed)

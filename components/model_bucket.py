@@ -233,7 +233,7 @@ def build_manifest(
     labels: Sequence[str],
     gate_metrics: Mapping[str, Any],
     lineage: Mapping[str, Any],
-    input_spec: Mapping[str, Any] | None = None,
+    image_shape: Sequence[int],
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The caller's part of ``manifest.json``.
@@ -250,7 +250,7 @@ def build_manifest(
         labels: class names in output order.
         gate_metrics: the Evaluator's metrics (overall and per class).
         lineage: pipeline, run id, ML Metadata ids, spans, source revision.
-        input_spec: how the app feeds the model.
+        image_shape: ``(height, width, channels)`` of one model input, as the Trainer exported it.
         extra: anything else to record.
 
     Raises:
@@ -264,14 +264,11 @@ def build_manifest(
         "default_variant": default_variant,
         "labels": list(labels),
         "labels_file": LABELS_FILE,
-        "input": dict(
-            input_spec
-            or {
-                "shape": [1, 128, 128, 1],
-                "range": [0, 255],
-                "layout": "NHWC grayscale, pixels after resizing the camera frame; normalisation is in the model",
-            }
-        ),
+        "input": {
+            "shape": [1, *(int(d) for d in image_shape)],
+            "range": [0, 255],
+            "layout": "NHWC grayscale, pixels after resizing the camera frame; normalisation is in the model",
+        },
         "output": {"shape": [1, len(labels)], "meaning": "class probabilities in label order"},
         "variants": {name: dict(entry) for name, entry in variants.items()},
         "gate_metrics": dict(gate_metrics),

@@ -35,17 +35,17 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from pipeline.model import features, preprocessing
+from components.variants import DEFAULT_PARITY_TOLERANCES as DEFAULT_PARITY_TOLERANCES
+from components.variants import VARIANTS as VARIANTS
 from shelf_data.contract import LABELS
+from shelf_model import features
 
 log = logging.getLogger(__name__)
 
-VARIANTS: tuple[str, ...] = ("fp32", "fp16", "dynamic", "int8")
 # The exported signature and the transformed-example keys are the Trainer's and Transform's.
 DEFAULT_SIGNATURE = features.IMAGE_SIGNATURE
 INPUT_KEY = features.IMAGE_INPUT
 OUTPUT_KEY = features.PROBABILITIES
-IMAGE_SHAPE: tuple[int, int, int] = (preprocessing.DEFAULT_IMAGE_SIZE, preprocessing.DEFAULT_IMAGE_SIZE, 1)
 PIXELS_KEY = features.PIXELS_KEY
 LABEL_KEY = features.LABEL_KEY
 DAMAGED = "damaged"
@@ -57,10 +57,6 @@ QUANTIZATION: dict[str, str] = {
     "dynamic": "dynamic range (int8 weights, float activations)",
     "int8": "full integer (int8 weights and activations, uint8 input, float32 output)",
 }
-
-# Parity with the SavedModel on the golden samples, on probabilities. The
-# quantized variants are judged by agreement and recall instead.
-DEFAULT_PARITY_TOLERANCES: dict[str, float] = {"fp32": 1e-5, "fp16": 1e-2}
 
 
 def _check_variant(variant: str) -> None:
@@ -78,11 +74,12 @@ def _representative_dataset(images: np.ndarray) -> Iterator[list[np.ndarray]]:
     barely moves the activation ranges.
     """
     images = np.asarray(images)
+    shape = images.shape[1:]
     if images.size and (images.min() > 0 or images.max() < 255):
-        ramp = np.linspace(0, 255, num=int(np.prod(IMAGE_SHAPE)), dtype=np.float32).reshape((1, *IMAGE_SHAPE))
+        ramp = np.linspace(0, 255, num=int(np.prod(shape)), dtype=np.float32).reshape((1, *shape))
         yield [ramp]
     for image in images:
-        yield [np.asarray(image, dtype=np.float32).reshape((1, *IMAGE_SHAPE))]
+        yield [np.asarray(image, dtype=np.float32).reshape((1, *shape))]
 
 
 def convert(
@@ -128,11 +125,18 @@ def convert(
     return bytes(converter.convert())
 
 
+def input_image_shape(model_bytes: bytes) -> tuple[int, int, int]:
+    """``(height, width, channels)`` of the model's image input, as the Trainer exported it."""
+    detail = tf.lite.Interpreter(model_content=model_bytes).get_input_details()[0]
+    return tuple(int(d) for d in detail["shape"][1:])
+
+
 def _interpreter(model_bytes: bytes, num_threads: int) -> tf.lite.Interpreter:
     interpreter = tf.lite.Interpreter(model_content=model_bytes, num_threads=num_threads)
     detail = interpreter.get_input_details()[0]
-    # The signature has a dynamic batch; the handheld always runs batch 1.
-    interpreter.resize_tensor_input(detail["index"], [1, *IMAGE_SHAPE])
+    # The signature has a dynamic batch; the handheld always runs batch 1. The
+    # image size is the model's own (the Trainer's), never assumed here.
+    interpreter.resize_tensor_input(detail["index"], [1, *input_image_shape(model_bytes)])
     interpreter.allocate_tensors()
     return interpreter
 
@@ -171,7 +175,7 @@ def run_tflite(model_bytes: bytes, images: np.ndarray, num_threads: int = 1) -> 
     interpreter = _interpreter(model_bytes, num_threads)
     input_detail = interpreter.get_input_details()[0]
     output_detail = interpreter.get_output_details()[0]
-    images = np.asarray(images).reshape((-1, *IMAGE_SHAPE))
+    images = np.asarray(images).reshape((-1, *input_detail["shape"][1:]))
     quantized = _quantize_input(images, input_detail)
     outputs = []
     for image in quantized:
@@ -201,7 +205,7 @@ def measure_latency_ms(model_bytes: bytes, num_threads: int = 1, repeats: int = 
     interpreter = _interpreter(model_bytes, num_threads)
     detail = interpreter.get_input_details()[0]
     rng = np.random.default_rng(0)
-    image = _quantize_input(rng.integers(0, 256, size=(1, *IMAGE_SHAPE)), detail)
+    image = _quantize_input(rng.integers(0, 256, size=(1, *input_image_shape(model_bytes))), detail)
     interpreter.set_tensor(detail["index"], image)
     for _ in range(warmup):
         interpreter.invoke()
@@ -241,7 +245,8 @@ def saved_model_predict(
     """Probabilities of the SavedModel's image signature (the reference)."""
     loaded = tf.saved_model.load(saved_model_dir)
     signature = loaded.signatures[signature_key]
-    images = np.asarray(images, dtype=np.float32).reshape((-1, *IMAGE_SHAPE))
+    shape = signature.structured_input_signature[1][INPUT_KEY].shape[1:]
+    images = np.asarray(images, dtype=np.float32).reshape((-1, *shape))
     outputs = [
         signature(**{INPUT_KEY: tf.constant(images[i : i + batch_size])})[OUTPUT_KEY].numpy()
         for i in range(0, len(images), batch_size)
@@ -443,14 +448,15 @@ def load_images(split_dir: str, limit: int | None = None) -> tuple[np.ndarray, n
 
     def _decode(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         parsed = tf.io.parse_single_example(record, spec)
-        return preprocessing.parse_pixels(parsed[PIXELS_KEY], IMAGE_SHAPE[0]), parsed[LABEL_KEY]
+        # The pixels are a serialized tensor that carries its own shape (the Trainer's image size).
+        return tf.io.parse_tensor(parsed[PIXELS_KEY], out_type=tf.uint8), parsed[LABEL_KEY]
 
     images, labels = [], []
     for pixels, label in dataset.map(_decode).batch(256):
         images.append(pixels.numpy())
         labels.append(label.numpy())
     if not images:
-        return np.zeros((0, *IMAGE_SHAPE), dtype=np.uint8), np.zeros((0,), dtype=np.int64)
+        return np.zeros((0, 0, 0, 1), dtype=np.uint8), np.zeros((0,), dtype=np.int64)
     return np.concatenate(images), np.concatenate(labels).astype(np.int64)
 
 

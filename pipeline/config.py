@@ -15,10 +15,11 @@ from typing import Any
 
 import tomli
 
+from components.variants import VARIANTS
 from shelf_data.contract import LABELS
+from shelf_model.hparams import TrainingConfig
 
 ALLOWED_SLICES = ("label", "lane_id", "device_id", "lighting")
-VARIANTS = ("fp32", "fp16", "dynamic", "int8")
 
 
 class ConfigError(ValueError):
@@ -36,36 +37,6 @@ class DataConfig:
     # Deterministic hash split: train_buckets : eval_buckets.
     train_buckets: int = 4
     eval_buckets: int = 1
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainingConfig:
-    """Model and optimisation settings for the Trainer."""
-
-    # "none", "imagenet" or a path to a local 3-channel MobileNetV3Small weights file.
-    weights: str = "none"
-    image_size: int = 128
-    epochs: int = 8
-    batch_size: int = 32
-    learning_rate: float = 2e-3
-    # Only when pretrained: second phase that unfreezes the top of the backbone.
-    fine_tune_epochs: int = 0
-    fine_tune_learning_rate: float = 2e-4
-    fine_tune_layers: int = 30
-    # Keras' MobileNetV3 uses BatchNorm momentum 0.999: far too slow for short runs.
-    batchnorm_momentum: float = 0.9
-    dropout: float = 0.2
-    class_weights: Mapping[str, float] = dataclasses.field(
-        default_factory=lambda: {"ok": 1.0, "misplaced": 1.0, "damaged": 2.0}
-    )
-    augment: bool = True
-    early_stopping_patience: int = 3
-    # Cap on steps per epoch (None: the whole train split each epoch). Tests use it.
-    steps_per_epoch: int | None = None
-    eval_steps: int | None = None
-    shuffle_buffer: int = 2048
-    seed: int = 42
-    mixed_precision: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +69,23 @@ class PushConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class KubeflowConfig:
+    """The container image and pod sizes of a compiled Kubeflow spec (ignored by local runs)."""
+
+    # The project's image (`make image IMAGE=...`): this package and the hashed lock.
+    image: str = ""
+    cpu: float = 1.0  # every other task
+    memory_gb: float = 4.0
+    trainer_cpu: float = 4.0
+    trainer_memory_gb: float = 16.0
+    evaluator_cpu: float = 2.0
+    evaluator_memory_gb: float = 8.0
+    # Optional accelerator for the Trainer, e.g. NVIDIA_TESLA_T4 (count 0: none).
+    trainer_gpu_type: str = ""
+    trainer_gpu_count: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """The whole configuration of one pipeline."""
 
@@ -106,6 +94,7 @@ class PipelineConfig:
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
     gate: GateConfig = dataclasses.field(default_factory=GateConfig)
     push: PushConfig = dataclasses.field(default_factory=PushConfig)
+    kubeflow: KubeflowConfig = dataclasses.field(default_factory=KubeflowConfig)
     beam_args: Sequence[str] = ("--direct_num_workers=1",)
 
     def replace(self, **sections: Any) -> PipelineConfig:
@@ -115,7 +104,13 @@ class PipelineConfig:
         return new
 
 
-_SECTIONS = {"data": DataConfig, "training": TrainingConfig, "gate": GateConfig, "push": PushConfig}
+_SECTIONS = {
+    "data": DataConfig,
+    "training": TrainingConfig,
+    "gate": GateConfig,
+    "push": PushConfig,
+    "kubeflow": KubeflowConfig,
+}
 
 
 def _fail(key: str, value: Any, why: str) -> ConfigError:
@@ -239,6 +234,16 @@ def validate(config: PipelineConfig) -> None:
         raise _fail("push.damaged_recall_tolerance", p.damaged_recall_tolerance, "must be in [0, 1]")
     if p.golden_samples < 1:
         raise _fail("push.golden_samples", p.golden_samples, "must be >= 1")
+    k = config.kubeflow
+    for key in ("cpu", "memory_gb", "trainer_cpu", "trainer_memory_gb", "evaluator_cpu", "evaluator_memory_gb"):
+        if getattr(k, key) <= 0:
+            raise _fail(f"kubeflow.{key}", getattr(k, key), "must be > 0")
+    if k.trainer_gpu_count < 0:
+        raise _fail("kubeflow.trainer_gpu_count", k.trainer_gpu_count, "must be >= 0")
+    if k.trainer_gpu_count and not k.trainer_gpu_type:
+        raise _fail(
+            "kubeflow.trainer_gpu_type", k.trainer_gpu_type, "must name the accelerator when trainer_gpu_count > 0"
+        )
 
 
 def from_dict(raw: Mapping[str, Any]) -> PipelineConfig:

@@ -1,51 +1,107 @@
-"""Compile the same DAG for Kubeflow Pipelines (V2 pipeline spec).
+"""Compile the same DAG for Kubeflow Pipelines: a KFP V2 pipeline spec with runtime parameters.
 
-The container image must have this package installed: Transform and Trainer
-load ``pipeline.model.*`` by module path. Beam args in the config switch the
-data components to Dataflow, Flink or Spark.
+The spec is what ``kfp.Client().upload_pipeline`` and Vertex
+``PipelineJob(template_path=...)`` take. Every task runs the project's own
+image (which holds this package and the hashed lock); the data root, the
+span selection, the bucket and the number of epochs are runtime parameters
+whose defaults come from the config, so one compiled spec serves every run
+and environment.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
+import dataclasses
+import re
+from typing import Any
 
 from tfx import v1 as tfx
+from tfx.orchestration import data_types
 
 from pipeline import config as config_lib
-from pipeline.pipeline import create_pipeline
+from pipeline.pipeline import RunInputs, create_pipeline, range_config_json
 
-DEFAULT_IMAGE = "gcr.io/tfx-oss-public/tfx:1.16.0"
+# Runtime parameter names, as a run or a recurring run sets them.
+INPUT_BASE, RANGE_CONFIG, BUCKET, EPOCHS = "input_base", "range_config", "bucket", "epochs"
+# Values in a shipped config that a user must replace before a real run.
+PLACEHOLDER = re.compile(r"YOUR_[A-Z_]+")
+# Tasks that get the config's larger pods.
+_TRAINER, _EVALUATOR = "Trainer", "Evaluator"
 
 
-def compile_pipeline(
-    config: config_lib.PipelineConfig, pipeline_root: str, data_root: str, output_file: str, image: str = DEFAULT_IMAGE
-) -> dict:
-    """Write the KFP V2 job envelope to ``output_file``; return the inner ``pipelineSpec``."""
-    dag = create_pipeline(config, pipeline_root=pipeline_root, data_root=data_root, metadata_connection_config=None)
-    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
-        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
-        output_filename=output_file,
+def runtime_inputs(config: config_lib.PipelineConfig) -> RunInputs:
+    """Runtime parameters for the run inputs, with the config's values as defaults."""
+    return RunInputs(
+        input_base=data_types.RuntimeParameter(name=INPUT_BASE, ptype=str, default=config.data.input_base),
+        range_config=data_types.RuntimeParameter(name=RANGE_CONFIG, ptype=str, default=range_config_json(config.data)),
+        bucket=data_types.RuntimeParameter(name=BUCKET, ptype=str, default=config.push.bucket),
+        epochs=data_types.RuntimeParameter(name=EPOCHS, ptype=int, default=config.training.epochs),
     )
-    runner.run(dag, write_out=True)
-    with open(output_file) as f:
-        return json.load(f)["pipelineSpec"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pipeline.kubeflow_runner --config F --pipeline-root gs://... --data gs://... --out spec.json``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/production.toml")
-    parser.add_argument("--pipeline-root", required=True)
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--out", default="shelf_audit_pipeline.json")
-    parser.add_argument("--image", default=DEFAULT_IMAGE)
-    args = parser.parse_args(argv)
-    spec = compile_pipeline(config_lib.load(args.config), args.pipeline_root, args.data, args.out, args.image)
-    print(f"wrote {args.out} ({len(spec['root']['dag']['tasks'])} tasks)")
-    return 0
+def _resources(config: config_lib.KubeflowConfig, task: str) -> dict[str, Any]:
+    cpu, memory = config.cpu, config.memory_gb
+    if task == _TRAINER:
+        cpu, memory = config.trainer_cpu, config.trainer_memory_gb
+    elif task == _EVALUATOR:
+        cpu, memory = config.evaluator_cpu, config.evaluator_memory_gb
+    spec: dict[str, Any] = {"cpuRequest": cpu, "cpuLimit": cpu, "memoryRequest": memory, "memoryLimit": memory}
+    if task == _TRAINER and config.trainer_gpu_count:
+        spec["accelerator"] = {"type": config.trainer_gpu_type, "count": str(config.trainer_gpu_count)}
+    return spec
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def compile_spec(config: config_lib.PipelineConfig, pipeline_root: str, image: str | None = None) -> dict[str, Any]:
+    """The KFP V2 pipeline spec (IR) of the DAG, as a dict.
+
+    Args:
+        config: validated pipeline configuration; ``config.kubeflow`` gives the image and pod sizes.
+        pipeline_root: where the cluster writes artifacts (``gs://...``); the spec's default root.
+        image: container image for every task (default ``config.kubeflow.image``).
+
+    Raises:
+        ValueError: no image is given here or in the config.
+    """
+    image = image or config.kubeflow.image
+    if not image:
+        raise ValueError("no container image: set kubeflow.image in the config or pass --image")
+    inputs = runtime_inputs(config)
+    dag = create_pipeline(config, pipeline_root=pipeline_root, inputs=inputs)
+    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+            default_image=image, use_pipeline_spec_2_1=True
+        ),
+    )
+    job = runner.run(dag, write_out=False)
+    spec = job["pipelineSpec"]
+    spec["defaultPipelineRoot"] = pipeline_root
+    # TFX leaves the defaults out of the spec (they would go in a job envelope);
+    # a pipeline package must carry them itself, in root.inputDefinitions.
+    declared = spec["root"]["inputDefinitions"]["parameters"]
+    for parameter in dataclasses.astuple(inputs):
+        declared[parameter.name]["defaultValue"] = parameter.default
+    for executor_label, executor in spec["deploymentSpec"]["executors"].items():
+        if "container" in executor:
+            task = executor_label.removesuffix("_executor")
+            executor["container"]["resources"] = _resources(config.kubeflow, task)
+    return spec
+
+
+def placeholders(spec: dict[str, Any]) -> list[str]:
+    """The ``YOUR_...`` placeholders left in a compiled spec, sorted and unique."""
+    import json
+
+    return sorted(set(PLACEHOLDER.findall(json.dumps(spec))))
+
+
+def write_spec(spec: dict[str, Any], path: str) -> None:
+    """Write the spec as YAML (``.yaml``/``.yml``) or JSON (``.json``), through ``tf.io.gfile``."""
+    import json
+
+    import tensorflow as tf
+    import yaml
+
+    text = (
+        json.dumps(spec, indent=2, sort_keys=True) if path.endswith(".json") else yaml.safe_dump(spec, sort_keys=True)
+    )
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(text)

@@ -1,36 +1,93 @@
-"""The one DAG factory. Runners choose only the orchestrator and the paths."""
+"""The one DAG factory. Runners choose only the orchestrator, the paths and the run inputs."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
+import json
 from pathlib import Path
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
+from tfx.orchestration import data_types
 from tfx.proto import example_gen_pb2, range_config_pb2
+from tfx.utils import proto_utils
 
+import shelf_data
+import shelf_model
+from components.data_gate import DataGate
+from components.schema_importer import CuratedSchemaGen, package_schema_uri
 from components.tflite_pusher import TFLitePusher
-from pipeline.config import GateConfig, PipelineConfig
-from pipeline.data_gate import DataGate
+from components.trainer import Trainer
+from pipeline.config import DataConfig, GateConfig, PipelineConfig
 from pipeline.eval_config import build_eval_config
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SCHEMA_FILE = REPO_ROOT / "schemas" / "schema.pbtxt"
-PREPROCESSING_FN = "pipeline.model.preprocessing.preprocessing_fn"
-RUN_FN = "pipeline.model.trainer.run_fn"
+PREPROCESSING_FN = "shelf_model.preprocessing.preprocessing_fn"
+RUN_FN = "shelf_model.trainer.run_fn"
+SCHEMA_PACKAGE, SCHEMA_NAME = "shelf_data", "schema.pbtxt"
 
 
 def code_fingerprint() -> str:
-    """Hash of the model code; part of Transform's and Trainer's inputs so that editing it invalidates the cache.
+    """Hash of the model code and the data contract; part of Transform's and Trainer's inputs.
 
-    (Module paths, unlike ``module_file``, are not hashed by TFX.)
+    Module paths, unlike ``module_file``, are not hashed by TFX: without this,
+    editing the model code would not invalidate the cache.
     """
     digest = hashlib.sha256()
-    for path in sorted((REPO_ROOT / "pipeline").rglob("*.py")) + [SCHEMA_FILE]:
-        digest.update(path.relative_to(REPO_ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    model_dir = Path(shelf_model.__file__).parent
+    data_dir = Path(shelf_data.__file__).parent
+    files = sorted(model_dir.glob("*.py")) + [data_dir / "contract.py", data_dir / SCHEMA_NAME]
+    for path in files:
+        digest.update(f"{path.parent.name}/{path.name}".encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+Value = str | int | data_types.RuntimeParameter
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInputs:
+    """What may change from run to run without recompiling.
+
+    Concrete values on a local run; ``RuntimeParameter``s (with the config's
+    values as defaults) in a compiled Kubeflow spec.
+    """
+
+    input_base: Value  # folder holding span-N/*.tfrecord.gz
+    range_config: Value  # RangeConfig JSON; "" means the latest span
+    bucket: Value  # model bucket
+    epochs: Value
+
+
+def range_config_json(data: DataConfig) -> str:
+    """The config's span selection as RangeConfig JSON ("" for the latest span)."""
+    if data.span_from is None:
+        return ""
+    static = {"start_span_number": data.span_from, "end_span_number": data.span_to}
+    return json.dumps({"static_range": static}, sort_keys=True)
+
+
+def run_inputs(config: PipelineConfig, data_root: str | None = None, bucket: str | None = None) -> RunInputs:
+    """Concrete run inputs from the config, with the data root and bucket optionally overridden.
+
+    Raises:
+        ValueError: no bucket given here or in ``config.push.bucket``.
+    """
+    bucket = bucket or config.push.bucket
+    if not bucket:
+        raise ValueError("no model bucket: set push.bucket in the config or pass bucket=")
+    return RunInputs(
+        input_base=data_root or config.data.input_base,
+        range_config=range_config_json(config.data),
+        bucket=bucket,
+        epochs=config.training.epochs,
+    )
+
+
+def _range_config(value: Value) -> range_config_pb2.RangeConfig | data_types.RuntimeParameter | None:
+    if isinstance(value, data_types.RuntimeParameter):
+        return value
+    return proto_utils.json_to_proto(value, range_config_pb2.RangeConfig()) if value else None
 
 
 def gate_eval_config(gate: GateConfig) -> tfma.EvalConfig:
@@ -47,10 +104,9 @@ def gate_eval_config(gate: GateConfig) -> tfma.EvalConfig:
 def create_pipeline(
     config: PipelineConfig,
     pipeline_root: str,
-    data_root: str,
+    inputs: RunInputs,
     metadata_connection_config: tfx.proto.ConnectionConfig | None = None,
-    bucket: str | None = None,
-    schema_file: str = str(SCHEMA_FILE),
+    schema_file: str | None = None,
     source_revision: str = "",
 ) -> tfx.dsl.Pipeline:
     """Build the Shelf Audit DAG.
@@ -58,29 +114,17 @@ def create_pipeline(
     Args:
       config: validated pipeline configuration.
       pipeline_root: where TFX writes artifacts.
-      data_root: input base holding ``span-{N}/*.tfrecord.gz``.
+      inputs: data root, span selection, bucket and epochs (values or runtime parameters).
       metadata_connection_config: ML Metadata store (None on Kubeflow).
-      bucket: model bucket the pusher publishes to (default ``config.push.bucket``).
-      schema_file: the curated schema.
+      schema_file: the curated schema (default: the one shipped in ``shelf_data``).
       source_revision: code revision recorded in the bucket manifest's lineage.
-
-    Raises:
-      ValueError: no bucket given here or in ``config.push.bucket``.
     """
     d, t, g, p = config.data, config.training, config.gate, config.push
-    bucket = bucket or p.bucket
-    if not bucket:
-        raise ValueError("no model bucket: set push.bucket in the config or pass bucket=")
     fingerprint = code_fingerprint()
 
     # Photos of the latest span (or a span range), hash-split into train/eval.
-    range_config = None
-    if d.span_from is not None:
-        range_config = range_config_pb2.RangeConfig(
-            static_range=range_config_pb2.StaticRange(start_span_number=d.span_from, end_span_number=d.span_to)
-        )
     example_gen = tfx.components.ImportExampleGen(
-        input_base=data_root,
+        input_base=inputs.input_base,
         input_config=example_gen_pb2.Input(
             splits=[example_gen_pb2.Input.Split(name="single_split", pattern="span-{SPAN}/*.tfrecord*")]
         ),
@@ -92,11 +136,13 @@ def create_pipeline(
                 ]
             )
         ),
-        range_config=range_config,
+        range_config=_range_config(inputs.range_config),
     )
     # Statistics, the curated schema, and the anomalies between them.
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
+    schema_gen = CuratedSchemaGen(schema_file=schema_file or package_schema_uri(SCHEMA_PACKAGE, SCHEMA_NAME)).with_id(
+        "ImportSchemaGen"
+    )
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
@@ -111,14 +157,13 @@ def create_pipeline(
     )
     transform.add_upstream_node(data_gate)
     # MobileNetV3Small on the transformed pixels.
-    trainer = tfx.components.Trainer(
+    trainer = Trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(),
-        eval_args=tfx.proto.EvalArgs(),
         custom_config={"training": dataclasses.asdict(t), "code_fingerprint": fingerprint},
+        epochs=inputs.epochs,
     )
     # Baseline: the latest blessed model, if any.
     baseline_resolver = tfx.dsl.Resolver(
@@ -139,7 +184,7 @@ def create_pipeline(
         model_blessing=evaluator.outputs["blessing"],
         transformed_examples=transform.outputs["transformed_examples"],
         model_evaluation=evaluator.outputs["evaluation"],
-        bucket=bucket,
+        bucket=inputs.bucket,
         model_name=p.model_name,
         variants=list(p.variants),
         default_variant=p.default_variant,
@@ -169,8 +214,3 @@ def create_pipeline(
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(config.beam_args),
     )
-
-
-def default_bucket(home: str) -> str:
-    """The model bucket of a local run: ``<home>/bucket``."""
-    return os.path.join(home, "bucket")

@@ -20,7 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("shelf_data.synth", "write synthetic shelf photos in the data contract"),
     "pack": ("shelf_data.pack", "pack a folder of labelled photos into the data contract"),
     "inspect": ("shelf_data.inspect", "count photos per span/class/lane/device and draw a contact sheet"),
-    "run": ("pipeline.local_runner", "run the TFX pipeline locally (Beam DirectRunner, SQLite metadata)"),
+    "run": ("shelf_audit.run_cmd", "run the TFX pipeline locally (Beam DirectRunner, SQLite metadata)"),
+    "compile": ("shelf_audit.compile_cmd", "write the Kubeflow Pipelines V2 spec (runtime parameters, project image)"),
     "models": ("shelf_audit.models_cmd", "list, show, verify or roll back models in a bucket"),
 }
 

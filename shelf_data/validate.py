@@ -18,9 +18,9 @@ from pathlib import Path
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
-# The repository's curated schema. The project is installed editable, so the
-# package folder sits next to ``schemas/``.
-DEFAULT_SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "schema.pbtxt"
+# The curated schema ships inside this package (package data), so an installed
+# wheel, a container image and a checkout all read the same file.
+DEFAULT_SCHEMA_PATH = Path(__file__).resolve().parent / "schema.pbtxt"
 
 TRAINING = "TRAINING"
 SERVING = "SERVING"
@@ -31,7 +31,7 @@ def load_schema(path: str | os.PathLike[str] | None = None) -> schema_pb2.Schema
 
     Args:
         path: the ``.pbtxt`` file; ``None`` loads the repository's
-            ``schemas/schema.pbtxt``.
+            ``shelf_data/schema.pbtxt``.
 
     Returns:
         The parsed schema.

@@ -150,3 +150,21 @@ def packed_photos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Photo
     )
     assert report.exit_status == 0, report.format()
     return base / "data", folder
+
+
+# --- Test tiers ----------------------------------------------------------------
+
+TIERS = ("unit", "component", "e2e", "kfp")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test belongs to exactly one tier marker, so `-m` selections never miss or double-count one."""
+    wrong = []
+    for item in items:
+        tiers = {m.name for m in item.iter_markers() if m.name in TIERS}
+        if len(tiers) != 1:
+            wrong.append(f"{item.nodeid}: {sorted(tiers) or 'no tier'}")
+    if wrong:
+        raise pytest.UsageError(
+            "each test needs exactly one tier marker of " + ", ".join(TIERS) + ":\n" + "\n".join(wrong)
+        )

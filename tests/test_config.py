@@ -12,9 +12,10 @@ import tomli
 from absl import logging as absl_logging
 
 from pipeline import config as config_lib
-from pipeline import local_runner
 from pipeline.config import ConfigError
-from shelf_audit import cli
+from shelf_audit import cli, run_cmd
+
+pytestmark = pytest.mark.unit
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DEMO = CONFIGS / "demo.toml"
@@ -193,7 +194,7 @@ def _run_args(*flags: str):
 
 
 def test_resolve_config_without_flags_is_the_file():
-    assert local_runner.resolve_config(_run_args()) == config_lib.load(DEMO)
+    assert run_cmd.resolve_config(_run_args()) == config_lib.load(DEMO)
 
 
 def test_resolve_config_applies_every_override(tmp_path):
@@ -211,7 +212,7 @@ def test_resolve_config_applies_every_override(tmp_path):
         "--bucket",
         "gs://models",
     )
-    config = local_runner.resolve_config(args)
+    config = run_cmd.resolve_config(args)
     assert config.data.input_base == str(tmp_path / "photos")
     assert (config.data.span_from, config.data.span_to) == (3, 3)
     assert config.training.epochs == 2
@@ -235,18 +236,18 @@ def test_resolve_config_applies_every_override(tmp_path):
 )
 def test_resolve_config_validates_overrides(flags, fragment):
     with pytest.raises(ConfigError) as excinfo:
-        local_runner.resolve_config(_run_args(*flags))
+        run_cmd.resolve_config(_run_args(*flags))
     assert fragment in str(excinfo.value)
 
 
 def test_cli_run_with_invalid_override_exits_1_before_running(capsys):
     # --verbose keeps run() from filtering the (pytest) log handlers; absl's verbosity is left alone.
     with (
-        mock.patch.object(local_runner, "run_pipeline") as run_pipeline,
+        mock.patch.object(run_cmd, "run_pipeline") as run_pipeline,
         mock.patch.object(absl_logging, "set_verbosity"),
     ):
         status = cli.main(["--verbose", "run", "--config", str(DEMO), "--epochs", "0"])
-    assert status == local_runner.EXIT_ERROR == 1
+    assert status == cli.EXIT_ERROR == 1
     run_pipeline.assert_not_called()
     err = capsys.readouterr().err
     assert "invalid config" in err and "training.epochs=0" in err

@@ -21,7 +21,7 @@ from tfx.orchestration import metadata
 from components import model_bucket
 from pipeline import config as config_lib
 from pipeline import run_summary
-from pipeline.pipeline import create_pipeline
+from pipeline.pipeline import create_pipeline, run_inputs
 from shelf_data import synth
 
 pytestmark = pytest.mark.e2e
@@ -82,7 +82,9 @@ def _explain(proc: subprocess.CompletedProcess) -> str:
 def test_first_run_executes_every_stage_and_blesses(runs):
     proc, summary = runs["first"]
     assert proc.returncode == 0, _explain(proc)
-    dag = create_pipeline(config_lib.PipelineConfig(), "root", "data", bucket="bucket")
+    dag = create_pipeline(
+        config_lib.PipelineConfig(), "root", run_inputs(config_lib.PipelineConfig(), "data", "bucket")
+    )
     assert {s.node_id for s in summary.stages} == {c.id for c in dag.components}
     assert all(s.state == "COMPLETE" for s in summary.stages), [(s.node_id, s.state) for s in summary.stages]
     assert summary.blessed is True
@@ -153,7 +155,7 @@ def test_bad_data_stops_the_run_before_transform(tmp_path):
         writer.write_all(bad)
     proc = _run(tmp_path, 0.0)
     assert proc.returncode == 1, _explain(proc)
-    assert "label" in proc.stderr and "schemas/schema.pbtxt" in proc.stderr, _explain(proc)
+    assert "label" in proc.stderr and "shelf_data/schema.pbtxt" in proc.stderr, _explain(proc)
     assert "20 record(s) with an unusable image" in proc.stderr and "does not decode" in proc.stderr, _explain(proc)
     summary = _summary(tmp_path)
     assert summary.stage("Transform") is None and summary.stage("Trainer") is None

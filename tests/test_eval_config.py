@@ -14,6 +14,8 @@ from pipeline import metrics
 from pipeline.eval_config import ACCURACY, EXAMPLE_COUNT, WEIGHTED_RECALL, build_eval_config, class_recall_name
 from shelf_data.contract import LABELS
 
+pytestmark = pytest.mark.unit
+
 CLASS_WEIGHTS = {"ok": 1.0, "misplaced": 1.0, "damaged": 2.0}
 SLICES = ("label", "lane_id", "device_id", "lighting")
 RECALL_NAMES = [class_recall_name(label) for label in LABELS]

@@ -13,6 +13,8 @@ from shelf_audit import cli
 from shelf_data import contract
 from shelf_data.inspect import DataSummary, format_summary, inspect, sheet_size
 
+pytestmark = pytest.mark.unit
+
 # (span, label, lane, device, lighting): span 1 is GZIP, span 2 a plain TFRecord.
 _ROWS = (
     (1, 0, 3, "tc52", "dim"),

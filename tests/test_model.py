@@ -10,7 +10,9 @@ import pytest
 import tf_keras
 from tf_keras.src.utils import data_utils
 
-from pipeline.model import model as model_lib
+from shelf_model import model as model_lib
+
+pytestmark = pytest.mark.unit
 
 SIZE = 128
 

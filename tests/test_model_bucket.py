@@ -16,6 +16,8 @@ from components import model_bucket as mb
 from components import tflite_convert as tc
 from shelf_data.contract import LABELS
 
+pytestmark = pytest.mark.component
+
 T0 = datetime.datetime(2026, 11, 25, 12, 1, 2, tzinfo=datetime.timezone.utc)
 
 
@@ -44,6 +46,7 @@ def _payload(model: bytes):
         labels=LABELS,
         gate_metrics={"overall": {"recall": 0.9}},
         lineage={"pipeline_run_id": "run-1"},
+        image_shape=tc.input_image_shape(model),
     )
     return files, manifest, golden
 

@@ -13,6 +13,8 @@ from components import tflite_convert as tc
 from shelf_audit import cli
 from shelf_data.contract import LABELS
 
+pytestmark = pytest.mark.component
+
 T0 = datetime.datetime(2026, 11, 25, 12, 0, 0, tzinfo=datetime.timezone.utc)
 
 
@@ -33,6 +35,7 @@ def bucket(tmp_path_factory) -> tuple[str, list[str]]:
             labels=LABELS,
             gate_metrics={"overall": {"weighted_recall": 0.9}, "per_class": {"damaged": {"recall": 0.8}}},
             lineage={},
+            image_shape=tc.input_image_shape(model),
         )
         files = {"model.tflite": model, "labels.txt": b"ok\nmisplaced\ndamaged\n"}
         result = mb.publish(

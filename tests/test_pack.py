@@ -13,6 +13,8 @@ from shelf_audit import cli
 from shelf_data import contract
 from shelf_data.pack import EXIT_SKIPPED, BadPhoto, PackError, check_image, pack
 
+pytestmark = pytest.mark.unit
+
 
 def _records_by_bytes(out_dir: Path, span: int = 1) -> dict[bytes, contract.PhotoRecord]:
     records = list(contract.read_records(str(out_dir / f"span-{span}" / "*.tfrecord*")))

@@ -1,4 +1,4 @@
-"""Pipeline tier: the DAG factory's wiring, and the Kubeflow V2 compile guard."""
+"""Pipeline tier: the DAG factory's wiring, and what Kubeflow gets from `shelf-audit compile`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import os
 import pytest
 
 from pipeline import config as config_lib
-from pipeline.kubeflow_runner import compile_pipeline
-from pipeline.local_runner import _StageFilter
-from pipeline.pipeline import code_fingerprint, create_pipeline
+from pipeline.pipeline import code_fingerprint, create_pipeline, run_inputs
+from shelf_audit.run_cmd import _StageFilter
+
+pytestmark = pytest.mark.component
 
 EXPECTED_NODES = {
     "ImportExampleGen",
@@ -33,7 +34,8 @@ def production() -> config_lib.PipelineConfig:
 
 
 def test_dag_has_every_stage_in_order(tmp_path, production):
-    dag = create_pipeline(production, str(tmp_path / "root"), str(tmp_path / "data"), bucket=str(tmp_path / "b"))
+    inputs = run_inputs(production, str(tmp_path / "data"), str(tmp_path / "b"))
+    dag = create_pipeline(production, str(tmp_path / "root"), inputs)
     ids = [c.id for c in dag.components]
     assert set(ids) == EXPECTED_NODES
     by_id = {c.id: c for c in dag.components}
@@ -48,12 +50,12 @@ def test_dag_has_every_stage_in_order(tmp_path, production):
 def test_dag_needs_a_bucket(tmp_path):
     config = config_lib.PipelineConfig()
     with pytest.raises(ValueError, match="push.bucket"):
-        create_pipeline(config, str(tmp_path / "root"), str(tmp_path / "data"))
+        run_inputs(config, str(tmp_path / "data"))
 
 
 def test_span_range_reaches_example_gen(tmp_path):
     config = config_lib.from_dict({"data": {"span_from": 2, "span_to": 5}, "push": {"bucket": str(tmp_path)}})
-    dag = create_pipeline(config, str(tmp_path / "root"), str(tmp_path / "data"))
+    dag = create_pipeline(config, str(tmp_path / "root"), run_inputs(config, str(tmp_path / "data")))
     gen = next(c for c in dag.components if c.id == "ImportExampleGen")
     range_config = json.loads(gen.exec_properties["range_config"])
     assert range_config["static_range"] == {"start_span_number": 2, "end_span_number": 5}
@@ -61,22 +63,9 @@ def test_span_range_reaches_example_gen(tmp_path):
 
 def test_code_fingerprint_is_stable_and_feeds_the_cache_key(tmp_path, production):
     assert code_fingerprint() == code_fingerprint()
-    dag = create_pipeline(production, str(tmp_path / "root"), str(tmp_path / "data"), bucket=str(tmp_path / "b"))
+    dag = create_pipeline(production, str(tmp_path / "root"), run_inputs(production, str(tmp_path), str(tmp_path)))
     trainer = next(c for c in dag.components if c.id == "Trainer")
     assert json.loads(trainer.exec_properties["custom_config"])["code_fingerprint"] == code_fingerprint()
-
-
-def test_kubeflow_v2_compiles_the_same_dag(tmp_path, production):
-    out = tmp_path / "spec.json"
-    spec = compile_pipeline(production, "gs://bucket/root", "gs://bucket/photos", str(out))
-    tasks = set(spec["root"]["dag"]["tasks"])
-    # The resolver compiles into its two resolver tasks; everything else keeps its id.
-    assert EXPECTED_NODES - {"latest_blessed_model_resolver"} <= tasks
-    assert any(t.startswith("latest_blessed_model_resolver") for t in tasks)
-    envelope = json.loads(out.read_text())
-    assert envelope["pipelineSpec"]["pipelineInfo"]["name"] == production.name
-    # Module paths, not files: the cluster image must have this package installed.
-    assert "pipeline.model.trainer.run_fn" in out.read_text()
 
 
 def _record(name: str, level: int, message: str) -> logging.LogRecord:
@@ -87,7 +76,7 @@ def test_default_log_keeps_stage_lines_warnings_and_our_own_progress():
     keep = _StageFilter().filter
     assert keep(_record("absl", logging.INFO, "Component Trainer is running."))
     assert keep(_record("absl", logging.WARNING, "something odd"))
-    assert keep(_record("pipeline.model.trainer", logging.INFO, "epoch 3: 4800 images in 19.0s, 252 images/s"))
+    assert keep(_record("shelf_model.trainer", logging.INFO, "epoch 3: 4800 images in 19.0s, 252 images/s"))
     assert keep(_record("shelf_audit.run", logging.INFO, "running shelf-audit-demo on data/demo"))
     assert not keep(_record("absl", logging.INFO, "Going to run a new execution 7"))
     assert not keep(_record("absl", logging.WARNING, "ArtifactQuery.property_predicate is not supported."))
@@ -98,7 +87,7 @@ def test_data_gate_names_records_whose_image_transform_could_not_use(tmp_path, m
     import tensorflow as tf
     from tfx.types import standard_artifacts
 
-    from pipeline.data_gate import bad_image_lines
+    from components.data_gate import bad_image_lines
     from shelf_data.contract import PhotoRecord, make_example
 
     examples = standard_artifacts.Examples()

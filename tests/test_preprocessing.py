@@ -9,9 +9,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from pipeline.model import features
-from pipeline.model import preprocessing as pp
 from shelf_data import contract
+from shelf_model import features
+from shelf_model import preprocessing as pp
+
+pytestmark = pytest.mark.unit
 
 SIZE = pp.DEFAULT_IMAGE_SIZE
 

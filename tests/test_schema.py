@@ -11,6 +11,8 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 from shelf_data import contract
 from shelf_data.validate import DEFAULT_SCHEMA_PATH, format_anomalies, load_schema, validate_records
 
+pytestmark = pytest.mark.unit
+
 REQUIRED = (contract.IMAGE_KEY, contract.LABEL_KEY, contract.LANE_KEY, contract.DEVICE_KEY)
 OPTIONAL = (contract.CAPTURED_AT_KEY, contract.LIGHTING_KEY)
 

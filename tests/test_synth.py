@@ -14,6 +14,8 @@ from PIL import Image
 from shelf_audit import cli
 from shelf_data import contract, synth
 
+pytestmark = pytest.mark.unit
+
 
 def _shard_bytes(out_dir: str, span: int = 1) -> dict[str, bytes]:
     paths = sorted(glob.glob(os.path.join(contract.span_dir(out_dir, span), "*" + contract.SHARD_SUFFIX)))

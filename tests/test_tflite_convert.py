@@ -10,6 +10,8 @@ import tflite_helpers as helpers
 
 from components import tflite_convert as tc
 
+pytestmark = pytest.mark.component
+
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory) -> str:

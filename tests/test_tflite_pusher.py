@@ -20,6 +20,8 @@ from components import tflite_convert as tc
 from components.tflite_pusher import TFLitePusher
 from components.tflite_pusher import executor as ex
 
+pytestmark = pytest.mark.component
+
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):

@@ -22,10 +22,12 @@ from PIL import Image
 from tfx import v1 as tfx
 
 from pipeline.config import TrainingConfig
-from pipeline.model import features, preprocessing, trainer
-from pipeline.model import model as model_lib
 from shelf_data import contract
 from shelf_data.validate import load_schema
+from shelf_model import features, preprocessing, trainer
+from shelf_model import model as model_lib
+
+pytestmark = pytest.mark.component
 
 SIZE = 128
 BRIGHTNESS = (40, 128, 215)  # per class, so the pixels carry the label

@@ -14,11 +14,12 @@ from collections.abc import Mapping, Sequence
 
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
+from tfx.orchestration import data_types
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.tflite_convert import DEFAULT_PARITY_TOLERANCES, VARIANTS
 from components.tflite_pusher import executor
+from components.variants import DEFAULT_PARITY_TOLERANCES, VARIANTS
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -74,7 +75,7 @@ class TFLitePusher(base_component.BaseComponent):
         model: types.BaseChannel,
         model_blessing: types.BaseChannel,
         transformed_examples: types.BaseChannel,
-        bucket: str,
+        bucket: str | data_types.RuntimeParameter,
         model_name: str = "shelf_audit",
         variants: Sequence[str] = ("fp16", "int8"),
         default_variant: str = "fp16",
@@ -94,7 +95,7 @@ class TFLitePusher(base_component.BaseComponent):
             model_blessing: the Evaluator's ``ModelBlessing``.
             transformed_examples: Transform's output ``Examples`` (train: int8
                 calibration; eval: verification).
-            bucket: local folder, ``gs://...`` or ``ram://...``.
+            bucket: local folder, ``gs://...`` or ``ram://...`` (or a runtime parameter).
             model_name: folder under the bucket.
             variants: variants to build, among ``fp32``, ``fp16``, ``dynamic``, ``int8``.
             default_variant: the one copied to ``model.tflite``; must be in ``variants``.
@@ -125,7 +126,9 @@ class TFLitePusher(base_component.BaseComponent):
                 f"default_variant must be one of the variants built ({variants}). "
                 f"Received default_variant={default_variant!r}; add it to variants or pick another."
             )
-        if not isinstance(bucket, str) or not bucket:
+        if isinstance(bucket, data_types.RuntimeParameter):
+            pass  # filled in per run (Kubeflow); checked by the executor
+        elif not isinstance(bucket, str) or not bucket:
             raise ValueError(f"bucket must be a non-empty path or URI. Received bucket={bucket!r}")
         if not _MODEL_NAME.match(model_name):
             raise ValueError(f"model_name must be a plain folder name. Received model_name={model_name!r}")

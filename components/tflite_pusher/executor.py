@@ -70,6 +70,10 @@ class PushConfig:
 
     @classmethod
     def from_exec_properties(cls, props: dict[str, Any]) -> PushConfig:
+        if not props.get(BUCKET_KEY):
+            raise ValueError(
+                f"the model bucket is empty: set the pipeline's bucket. Received bucket={props.get(BUCKET_KEY)!r}"
+            )
         defaults = cls(bucket=props[BUCKET_KEY])
         tolerances = props.get(PARITY_TOLERANCES_KEY)
         return cls(
@@ -292,6 +296,7 @@ class Executor(pusher_executor.Executor):
             labels=LABELS,
             gate_metrics=gate_metrics,
             lineage=self._lineage(input_dict, config, fingerprint),
+            image_shape=tflite_convert.input_image_shape(blobs[config.default_variant]),
             extra={
                 "verification": {
                     "size_budget_bytes": config.verify.size_budget_bytes,

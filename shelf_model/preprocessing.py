@@ -14,8 +14,8 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from pipeline.model import features
 from shelf_data import contract
+from shelf_model import features
 
 DEFAULT_IMAGE_SIZE = 128
 

@@ -17,10 +17,10 @@ import tensorflow_transform as tft
 import tf_keras
 from tfx import v1 as tfx
 
-from pipeline.config import TrainingConfig
-from pipeline.model import features, preprocessing
-from pipeline.model import model as model_lib
 from shelf_data.contract import LABELS
+from shelf_model import features, preprocessing
+from shelf_model import model as model_lib
+from shelf_model.hparams import TrainingConfig
 
 log = logging.getLogger(__name__)
 AUTOTUNE = tf.data.AUTOTUNE

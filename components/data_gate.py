@@ -103,7 +103,7 @@ def DataGate(  # noqa: N802
             lines.append(f"... and {bad - len(image_lines)} more")
     if lines:
         raise DataAnomaliesError(
-            "the examples break the data contract (schemas/schema.pbtxt, decodable images >= "
+            "the examples break the data contract (shelf_data/schema.pbtxt, decodable images >= "
             f"{contract.MIN_IMAGE_SIDE}x{contract.MIN_IMAGE_SIDE}); run stopped before Transform:\n  "
             + "\n  ".join(lines)
         )

@@ -1,0 +1,1037 @@
+"""A stand-in for a Kubeflow Pipelines V2 backend: replay a compiled pipeline spec task by task.
+
+The spec is the IR dict that ``kfp.Client().upload_pipeline`` takes (what TFX's
+``KubeflowV2DagRunner`` writes under ``pipelineSpec``). :class:`Replay` walks
+``root.dag.tasks`` in dependency order and does for each task what the KFP V2
+driver and launcher do (kubeflow/pipelines ``backend/src/v2``):
+
+* **container executors** run ``command + args`` exactly as the spec writes them,
+  in a clean virtualenv standing in for the image (its ``bin`` first on ``PATH``,
+  so ``python`` is the image's python), from a scratch working directory, with a
+  minimal environment (no ``PYTHONPATH``). Placeholders are filled like
+  ``launcher_v2.go`` ``compileCmdAndArgs``/``getPlaceholders``: ``{{$}}`` is the
+  JSON of a ``pipeline_spec_pb2.ExecutorInput`` built like the driver's
+  ``resolveInputs`` + ``provisionOutputs`` (``driver/resolve.go``,
+  ``driver/driver.go``). After the task, the ``ExecutorOutput`` it wrote to
+  ``outputs.outputFile`` is merged into its output artifacts
+  (``mergeRuntimeArtifacts``: uri and metadata) before they are recorded and
+  handed downstream.
+* ``lifecycle.preCacheCheck`` (TFX's file-based ExampleGen driver) runs first
+  with the same ExecutorInput; the parameter values and artifact metadata of the
+  ExecutorOutput it writes are merged into the main executor's inputs. (Vertex AI
+  Pipelines behaviour: the open-source backend never reads this field, see
+  :func:`kfp_oss_blockers`.)
+* **resolver executors** (``outputArtifactQueries``) are answered from an
+  :class:`ArtifactStore` of every artifact the replay has produced: the filter
+  language is limited to the clauses TFX emits, and the latest match wins.
+  (Vertex AI Pipelines behaviour as well.)
+* anything else (importers, nested DAGs, iterators, conditions, unknown
+  placeholders) raises :class:`UnsupportedSpec` naming it.
+
+Caching is not emulated: every task runs. Container resources are ignored.
+
+The clean "image" venv is built by :func:`build_wheel` + :func:`make_image_venv`
+(hashed lock + the project wheel and nothing else); :func:`cached_image` caches
+both once per pytest session, also under pytest-xdist.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import decimal
+import fcntl
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+import zipfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STDERR_TAIL_LINES = 60
+
+log = logging.getLogger("kfp_replay")
+
+
+class ReplayError(RuntimeError):
+    """The replay cannot go on (bad spec, bad parameters, a task failed)."""
+
+
+class UnsupportedSpec(ReplayError):
+    """The spec uses a feature this stand-in does not implement."""
+
+
+class TaskFailed(ReplayError):
+    """A container task exited non-zero."""
+
+    def __init__(self, task: str, returncode: int, stderr_tail: str, task_dir: Path, what: str = "task"):
+        self.task, self.returncode, self.stderr_tail, self.task_dir = task, returncode, stderr_tail, task_dir
+        super().__init__(
+            f"{what} {task!r} failed with exit code {returncode} (stdout/stderr in {task_dir})\n"
+            f"--- last {STDERR_TAIL_LINES} lines of stderr ---\n{stderr_tail}"
+        )
+
+
+# --- The image: a wheel and a clean virtualenv ----------------------------------
+
+
+def _uv() -> str:
+    local = REPO_ROOT / ".venv" / "bin" / "uv"
+    found = str(local) if local.exists() else shutil.which("uv")
+    if not found:
+        raise ReplayError("uv not found: run `make env` (it installs uv into .venv)")
+    return found
+
+
+def _tool_env() -> dict[str, str]:
+    # No activated venv, PYTHONPATH or conda leaking into the tools.
+    drop = {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "CONDA_PREFIX", "UV_PYTHON"}
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+def _check_run(cmd: Sequence[str], what: str, **kwargs: Any) -> subprocess.CompletedProcess:
+    start = time.monotonic()
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=_tool_env(), **kwargs)
+    log.info("%s: %s (%.1fs, exit %d)", what, " ".join(str(c) for c in cmd), time.monotonic() - start, proc.returncode)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-STDERR_TAIL_LINES:])
+        raise ReplayError(f"{what} failed with exit code {proc.returncode}: {' '.join(map(str, cmd))}\n{tail}")
+    return proc
+
+
+def _project_files(project_dir: Path) -> list[str]:
+    """Files a build context holds: tracked and untracked-but-not-ignored files that exist."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(project_dir), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+        names = [n for n in out.split("\0") if n]
+    except (OSError, subprocess.CalledProcessError):
+        skip = {".git", ".venv", "build", "dist", "__pycache__", "data", "runs"}
+        names = []
+        for dirpath, dirnames, filenames in os.walk(project_dir):
+            dirnames[:] = [d for d in dirnames if d not in skip and not d.endswith(".egg-info")]
+            names += [os.path.relpath(os.path.join(dirpath, f), project_dir) for f in filenames]
+    return sorted(n for n in names if (project_dir / n).is_file())
+
+
+def build_wheel(out_dir: str | os.PathLike, project_dir: str | os.PathLike = REPO_ROOT) -> Path:
+    """Build the project's wheel into ``out_dir`` and return its path.
+
+    The sources are copied to a scratch folder first (git's view: tracked and
+    untracked-not-ignored files), so the build neither sees ``.venv``/``data``
+    nor leaves ``build/`` or ``*.egg-info`` in the project.
+    """
+    project_dir, out_dir = Path(project_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    before = set(out_dir.glob("*.whl"))
+    with tempfile.TemporaryDirectory(prefix="wheel-src-") as src:
+        for name in _project_files(project_dir):
+            target = Path(src) / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(project_dir / name, target)
+        build = [
+            _uv(),
+            "build",
+            "--quiet",
+            "--wheel",
+            "--no-python-downloads",
+            "--python",
+            find_python310(project_dir),
+            "--out-dir",
+            out_dir,
+        ]
+        _check_run([*build, src], "build wheel")
+    new = sorted(set(out_dir.glob("*.whl")) - before) or sorted(out_dir.glob("*.whl"))
+    if len(new) != 1:
+        raise ReplayError(f"expected one wheel in {out_dir}, found {[p.name for p in new]}")
+    return new[0]
+
+
+def find_python310(project_dir: str | os.PathLike = REPO_ROOT) -> str:
+    """The interpreter ``scripts/find_python310.sh`` picks (the image's Python)."""
+    return _check_run([Path(project_dir) / "scripts" / "find_python310.sh"], "find python3.10").stdout.strip()
+
+
+def make_image_venv(
+    wheel: str | os.PathLike, venv_dir: str | os.PathLike, project_dir: str | os.PathLike = REPO_ROOT
+) -> Path:
+    """A virtualenv holding exactly what the image holds: the hashed lock and the wheel. Returns its python."""
+    wheel, venv_dir, project_dir = Path(wheel), Path(venv_dir), Path(project_dir)
+    uv = _uv()
+    python310 = find_python310(project_dir)
+    _check_run([uv, "venv", "--quiet", "--no-python-downloads", "--python", python310, venv_dir], "create venv")
+    python = venv_dir / "bin" / "python"
+    lock = project_dir / "requirements.lock"
+    _check_run([uv, "pip", "sync", "--quiet", "--require-hashes", "--python", python, lock], "sync lock")
+    _check_run([uv, "pip", "install", "--quiet", "--no-deps", "--python", python, wheel], "install wheel")
+    # The wheel's packages must come from the venv, not from wherever this ran.
+    with zipfile.ZipFile(wheel) as zf:
+        tops = sorted(
+            {n.split("/")[0] for n in zf.namelist() if "/" in n and ".dist-info" not in n and n.endswith(".py")}
+        )
+    probe = (
+        "import importlib, json, sys; print(json.dumps({m: importlib.import_module(m).__file__ for m in sys.argv[1:]}))"
+    )
+    with tempfile.TemporaryDirectory() as cwd:
+        proc = subprocess.run(
+            [str(python), "-c", probe, *tops], capture_output=True, text=True, cwd=cwd, env=_image_base_env(python)
+        )
+    if proc.returncode != 0:
+        raise ReplayError(f"the image venv cannot import the wheel's packages {tops}:\n{proc.stderr[-3000:]}")
+    for module, path in json.loads(proc.stdout).items():
+        if not Path(path).resolve().is_relative_to(venv_dir.resolve()):
+            raise ReplayError(f"{module} imports from {path}, outside the image venv {venv_dir}")
+    return python
+
+
+@dataclasses.dataclass(frozen=True)
+class Image:
+    """The stand-in image: the wheel it was built from and its python."""
+
+    wheel: Path
+    python: Path
+    seconds: float
+
+
+def cached_image(tmp_path_factory: Any, project_dir: str | os.PathLike = REPO_ROOT) -> Image:
+    """Build the wheel and the image venv once per pytest session (shared by xdist workers, under a file lock)."""
+    base = Path(tmp_path_factory.getbasetemp())
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # shared by every worker of this session
+    root = base / "kfp-image"
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = root / "image.json"
+        if done.exists():
+            data = json.loads(done.read_text())
+            return Image(Path(data["wheel"]), Path(data["python"]), data["seconds"])
+        start = time.monotonic()
+        wheel = build_wheel(root / "wheel", project_dir)
+        python = make_image_venv(wheel, root / "venv", project_dir)
+        image = Image(wheel, python, round(time.monotonic() - start, 1))
+        done.write_text(json.dumps({"wheel": str(wheel), "python": str(python), "seconds": image.seconds}))
+        log.info("image venv ready in %.1fs: %s", image.seconds, python)
+        return image
+
+
+def _image_base_env(python: Path, home: Path | None = None) -> dict[str, str]:
+    """What a container starts with: the image's PATH, a HOME, a locale. Nothing from the caller's shell."""
+    env = {
+        "PATH": f"{python.parent}:/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+    }
+    if home is not None:
+        env["HOME"] = str(home)
+        env["TMPDIR"] = str(home / "tmp")
+    return env
+
+
+# --- The artifact store and the resolver's filter language -----------------------
+
+
+def _schema_title(artifact_type: Mapping[str, Any]) -> str:
+    if "schemaTitle" in artifact_type:
+        return artifact_type["schemaTitle"]
+    if "instanceSchema" in artifact_type:
+        match = re.search(r"^title:\s*(\S+)\s*$", artifact_type["instanceSchema"], re.MULTILINE)
+        if match:
+            return match.group(1)
+    raise UnsupportedSpec(f"artifact type without a schema title: {artifact_type}")
+
+
+@dataclasses.dataclass
+class StoredArtifact:
+    """One artifact as ML Metadata would hold it after the launcher recorded it."""
+
+    id: int
+    name: str
+    pipeline: str
+    run_id: str
+    task: str
+    output_key: str
+    schema_title: str
+    type: dict[str, Any]
+    uri: str
+    metadata: dict[str, Any]
+    state: str = "LIVE"
+
+    def runtime(self) -> dict[str, Any]:
+        """The RuntimeArtifact a downstream task receives (name = the store id, as the KFP driver passes it)."""
+        return {"name": self.name, "uri": self.uri, "type": self.type, "metadata": copy.deepcopy(self.metadata)}
+
+
+class ArtifactStore:
+    """Every artifact the replay produced, with an integer id; persisted as JSON when given a path."""
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = Path(path) if path else None
+        self.artifacts: list[StoredArtifact] = []
+        if self.path and self.path.exists():
+            self.artifacts = [StoredArtifact(**a) for a in json.loads(self.path.read_text())]
+
+    def add(self, **fields: Any) -> StoredArtifact:
+        next_id = max((a.id for a in self.artifacts), default=0) + 1
+        artifact = StoredArtifact(id=next_id, name=str(next_id), **fields)
+        self.artifacts.append(artifact)
+        self.save()
+        return artifact
+
+    def save(self) -> None:
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps([dataclasses.asdict(a) for a in self.artifacts], indent=1))
+
+    def query(self, pipeline: str, filter_text: str) -> StoredArtifact | None:
+        """The latest (highest id) artifact of ``pipeline``'s context matching ``filter_text``."""
+        matches = compile_filter(filter_text)
+        found = [a for a in self.artifacts if a.pipeline == pipeline and matches(a)]
+        return max(found, key=lambda a: a.id) if found else None
+
+
+def _split_and(text: str) -> list[str]:
+    clauses, current, quoted, i = [], [], False, 0
+    while i < len(text):
+        if text[i] == '"':
+            quoted = not quoted
+        if not quoted and text.startswith(" AND ", i):
+            clauses.append("".join(current).strip())
+            current, i = [], i + 5
+            continue
+        current.append(text[i])
+        i += 1
+    if quoted:
+        raise UnsupportedSpec(f"unbalanced quotes in filter {text!r}")
+    clauses.append("".join(current).strip())
+    return clauses
+
+
+def _number_equals(value: Any, expected: str) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and float(value) == float(expected)
+
+
+# Exactly the clauses TFX's KubeflowV2 step_builder emits for resolver tasks.
+_FILTER_CLAUSES: list[tuple[re.Pattern[str], Callable[[StoredArtifact, re.Match[str]], bool]]] = [
+    (re.compile(r'schema_title="([^"]*)"'), lambda a, m: a.schema_title == m[1]),
+    (re.compile(r"state=([A-Z_]+)"), lambda a, m: a.state == m[1]),
+    (
+        re.compile(r"metadata\.([A-Za-z0-9_]+)\.number_value=(-?\d+(?:\.\d+)?)"),
+        lambda a, m: _number_equals(a.metadata.get(m[1]), m[2]),
+    ),
+    (re.compile(r'name="([^"]*)"'), lambda a, m: a.name == m[1]),
+]
+
+
+def compile_filter(text: str) -> Callable[[StoredArtifact], bool]:
+    """A predicate for an ``outputArtifactQueries`` filter; raises on any clause TFX does not emit."""
+    checks = []
+    for clause in _split_and(text):
+        for pattern, check in _FILTER_CLAUSES:
+            match = pattern.fullmatch(clause)
+            if match:
+                checks.append((check, match))
+                break
+        else:
+            raise UnsupportedSpec(
+                f"resolver filter clause {clause!r} (in {text!r}) is not supported; supported: "
+                'schema_title="...", state=STATE, metadata.KEY.number_value=N, name="..."'
+            )
+    return lambda artifact: all(check(artifact, match) for check, match in checks)
+
+
+# --- Values and placeholders ----------------------------------------------------
+
+_LEGACY_KIND = {"INT": "intValue", "DOUBLE": "doubleValue", "STRING": "stringValue"}
+
+
+def _legacy_to_python(value: Mapping[str, Any]) -> Any:
+    """A deprecated ``pipeline_spec.Value`` (intValue/doubleValue/stringValue) as a plain value."""
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "doubleValue" in value:
+        return float(value["doubleValue"])
+    if "stringValue" in value:
+        return value["stringValue"]
+    raise UnsupportedSpec(f"unknown deprecated Value {value}")
+
+
+def _python_to_legacy(value: Any, primitive: str | None = None) -> dict[str, Any]:
+    if primitive == "STRING" or isinstance(value, str):
+        return {"stringValue": value if isinstance(value, str) else json.dumps(value)}
+    if isinstance(value, bool):
+        raise UnsupportedSpec("the deprecated Value has no boolean")
+    if primitive == "INT" or (primitive is None and float(value).is_integer()):
+        return {"intValue": str(int(value))}
+    if primitive in ("DOUBLE", None):
+        return {"doubleValue": float(value)}
+    raise UnsupportedSpec(f"cannot hold {value!r} in a deprecated Value of type {primitive}")
+
+
+def _format_number(number: float) -> str:
+    """Go's ``strconv.FormatFloat(x, 'f', -1, 64)``: shortest exact form, no exponent (3.0 -> "3")."""
+    text = format(decimal.Decimal(repr(float(number))).normalize(), "f")
+    return text
+
+
+def _placeholder_text(value: Any) -> str:
+    """How ``getPlaceholders`` renders an input parameter value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return _format_number(value)
+    if isinstance(value, str):
+        return value
+    if value is None:
+        raise ReplayError("a null parameter value cannot fill a placeholder")
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _parameter_text_to_value(text: str, parameter_type: str) -> Any:
+    """``metadata.TextToPbValue``: an output parameter file's text as a value."""
+    if parameter_type == "STRING":
+        return text
+    if parameter_type in ("NUMBER_INTEGER", "NUMBER_DOUBLE"):
+        return int(text) if parameter_type == "NUMBER_INTEGER" else float(text)
+    if parameter_type == "BOOLEAN":
+        return {"true": True, "false": False}[text.strip()]
+    if parameter_type in ("LIST", "STRUCT"):
+        return json.loads(text)
+    raise UnsupportedSpec(f"output parameter type {parameter_type}")
+
+
+def _check_parameter_type(where: str, value: Any, parameter_type: str | None) -> Any:
+    """The driver's ``handleParamTypeValidationAndConversion``."""
+    if parameter_type is None:
+        return value
+    if parameter_type == "STRING":
+        return value if isinstance(value, str) else json.dumps(value)
+    ok = {
+        "NUMBER_INTEGER": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "NUMBER_DOUBLE": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "BOOLEAN": lambda v: isinstance(v, bool),
+        "LIST": lambda v: isinstance(v, list),
+        "STRUCT": lambda v: isinstance(v, dict),
+    }.get(parameter_type)
+    if ok is None:
+        raise UnsupportedSpec(f"{where}: parameter type {parameter_type}")
+    if not ok(value):
+        raise ReplayError(f"{where}: type mismatch: expect {parameter_type}, got {value!r}")
+    return value
+
+
+_PLACEHOLDER_RE = re.compile(r"\{\{\$[^}]*\}\}")
+_FILTER_INPUT_RE = re.compile(r"\{\{\$\.inputs\.artifacts\['([^']+)'\]\.metadata\['([^']+)'\]\}\}")
+
+
+# --- The replay -----------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class TaskRecord:
+    """What happened to one task of one run."""
+
+    name: str
+    kind: str  # "container" or "resolver"
+    seconds: float = 0.0
+    returncode: int | None = None
+    command: list[str] | None = None
+    task_dir: Path | None = None
+    executor_input: dict[str, Any] | None = None
+    executor_output: dict[str, Any] | None = None
+    pre_cache_check: dict[str, Any] | None = None  # its command, exit code and ExecutorOutput
+    resolved: dict[str, int | None] | None = None  # resolver: output key -> store id (None: nothing matched)
+
+    @property
+    def stdout(self) -> str:
+        return (self.task_dir / "stdout.txt").read_text() if self.task_dir else ""
+
+    @property
+    def stderr(self) -> str:
+        return (self.task_dir / "stderr.txt").read_text() if self.task_dir else ""
+
+
+@dataclasses.dataclass
+class RunResult:
+    """One replayed run: its parameters, each task's record and output artifacts (as downstream saw them)."""
+
+    run_id: str
+    parameters: dict[str, Any]
+    records: dict[str, TaskRecord]
+    outputs: dict[str, dict[str, list[dict[str, Any]]]]
+    output_parameters: dict[str, dict[str, Any]]
+    seconds: float
+
+    def artifact(self, task: str, key: str) -> dict[str, Any] | None:
+        found = self.outputs.get(task, {}).get(key, [])
+        return found[0] if found else None
+
+
+class Replay:
+    """Replays a compiled KFP V2 pipeline spec against a local pipeline root and a clean image venv.
+
+    Args:
+        spec: the IR pipeline spec dict.
+        python: the image venv's python (its ``bin`` goes first on ``PATH``).
+        work_dir: scratch folder: task folders, the artifact store, the log.
+        pipeline_root: replaces the spec's ``defaultPipelineRoot`` (default ``work_dir/pipeline_root``).
+        env: extra environment of every container (the image's ``ENV``).
+        forbidden_paths: refuse to run a task whose command or ExecutorInput names one of
+            these (e.g. the compiling machine's checkout): a real container cannot see them.
+        timeout: seconds per container.
+    """
+
+    def __init__(
+        self,
+        spec: Mapping[str, Any],
+        *,
+        python: str | os.PathLike,
+        work_dir: str | os.PathLike,
+        pipeline_root: str | os.PathLike | None = None,
+        env: Mapping[str, str] | None = None,
+        forbidden_paths: Iterable[str | os.PathLike] = (),
+        timeout: float = 1800,
+    ):
+        self.spec = copy.deepcopy(dict(spec))
+        self.python = Path(python)
+        self.work_dir = Path(work_dir)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.pipeline_root = str(pipeline_root or self.work_dir / "pipeline_root")
+        self.extra_env = dict(env or {})
+        self.forbidden = [str(p) for p in forbidden_paths]
+        self.timeout = timeout
+        self.store = ArtifactStore(self.work_dir / "artifact_store.json")
+        self.pipeline_name = self.spec["pipelineInfo"]["name"]
+        self.runs: list[RunResult] = []
+        self._log_file = self.work_dir / "replay.log"
+        self._check_spec()
+
+    # -- spec checks and helpers
+
+    def _check_spec(self) -> None:
+        root = self.spec["root"]
+        for key in root:
+            if key not in ("dag", "inputDefinitions", "outputDefinitions"):
+                raise UnsupportedSpec(f"root component field {key!r}")
+        for name, task in self.tasks.items():
+            for field in ("triggerPolicy", "iteratorPolicy", "parameterIterator", "artifactIterator"):
+                if field in task:
+                    raise UnsupportedSpec(f"task {name!r} uses {field}")
+            component = self.component(name)
+            if "dag" in component:
+                raise UnsupportedSpec(f"task {name!r} is a nested DAG (component {task['componentRef']['name']!r})")
+            self.executor_kind(name)
+
+    @property
+    def tasks(self) -> dict[str, dict[str, Any]]:
+        return self.spec["root"]["dag"]["tasks"]
+
+    def component(self, task: str) -> dict[str, Any]:
+        ref = self.tasks[task]["componentRef"]["name"]
+        if ref not in self.spec["components"]:
+            raise ReplayError(f"task {task!r}: component {ref!r} not in spec.components")
+        return self.spec["components"][ref]
+
+    def executor(self, task: str) -> dict[str, Any]:
+        label = self.component(task).get("executorLabel")
+        executors = self.spec.get("deploymentSpec", {}).get("executors", {})
+        if label not in executors:
+            raise ReplayError(f"task {task!r}: executor {label!r} not in deploymentSpec.executors")
+        return executors[label]
+
+    def executor_kind(self, task: str) -> str:
+        executor = self.executor(task)
+        kinds = [k for k in executor if k in ("container", "resolver", "importer", "customJob")] or list(executor)
+        if kinds[0] not in ("container", "resolver"):
+            raise UnsupportedSpec(f"task {task!r}: executor kind {kinds[0]!r} is not supported by this replay")
+        return kinds[0]
+
+    def tasks_of_kind(self, kind: str) -> list[str]:
+        return [t for t in self.order() if self.executor_kind(t) == kind]
+
+    def _upstream(self, task: str) -> set[str]:
+        spec = self.tasks[task]
+        deps = set(spec.get("dependentTasks", []))
+        inputs = spec.get("inputs", {})
+        for artifact in inputs.get("artifacts", {}).values():
+            if "taskOutputArtifact" in artifact:
+                deps.add(artifact["taskOutputArtifact"]["producerTask"])
+        for parameter in inputs.get("parameters", {}).values():
+            if "taskOutputParameter" in parameter:
+                deps.add(parameter["taskOutputParameter"]["producerTask"])
+        unknown = deps - set(self.tasks)
+        if unknown:
+            raise ReplayError(f"task {task!r} depends on unknown tasks {sorted(unknown)}")
+        return deps
+
+    def order(self) -> list[str]:
+        """Tasks in dependency order (``dependentTasks`` plus the producers of their inputs), ties by name."""
+        pending = {t: self._upstream(t) for t in self.tasks}
+        done: list[str] = []
+        while pending:
+            ready = sorted(t for t, deps in pending.items() if deps <= set(done))
+            if not ready:
+                raise ReplayError(f"dependency cycle among {sorted(pending)}")
+            done.append(ready[0])
+            del pending[ready[0]]
+        return done
+
+    def runtime_parameters(self, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The run's parameter values: the given ones (type-checked) and the defaults of the others.
+
+        Like the API server (``template/v2_template.go``) and the Argo compiler (``argo.go``):
+        unknown names and untyped or mistyped values are refused; a parameter with neither value
+        nor default is an error unless optional.
+        """
+        values = dict(values or {})
+        declared = self.spec["root"].get("inputDefinitions", {}).get("parameters", {})
+        unknown = sorted(set(values) - set(declared))
+        if unknown:
+            raise ReplayError(f"runtime parameters {unknown} are not declared (declared: {sorted(declared)})")
+        resolved: dict[str, Any] = {}
+        for name, definition in declared.items():
+            parameter_type = definition.get("parameterType")
+            if name in values:
+                if parameter_type is None:
+                    raise ReplayError(f"runtime parameter {name!r} has no parameterType (legacy 'type' only)")
+                resolved[name] = _check_parameter_type(f"runtime parameter {name!r}", values[name], parameter_type)
+            elif "defaultValue" in definition:
+                resolved[name] = definition["defaultValue"]
+            elif definition.get("isOptional"):
+                resolved[name] = None
+            else:
+                raise ReplayError(f"runtime parameter {name!r} has neither a value nor a default")
+        return resolved
+
+    # -- the run
+
+    def run(self, parameters: Mapping[str, Any] | None = None, only: Sequence[str] | None = None) -> RunResult:
+        """Replay one run; ``only`` replays just those tasks (their producers must be among them)."""
+        start = time.monotonic()
+        run_id = f"run-{len(self.runs) + 1}-{uuid.uuid4().hex[:6]}"
+        values = self.runtime_parameters(parameters)
+        order = self.order()
+        if only is not None:
+            unknown = sorted(set(only) - set(self.tasks))
+            if unknown:
+                raise ReplayError(f"unknown tasks {unknown}")
+            order = [t for t in order if t in set(only)]
+        result = RunResult(run_id, values, {}, {}, {}, 0.0)
+        self._log(f"== {run_id} of {self.pipeline_name}: parameters {json.dumps(values, sort_keys=True)}")
+        for task in order:
+            missing = sorted(self._upstream(task) - set(result.records))
+            if missing:
+                raise ReplayError(f"task {task!r} needs {missing}, which this run did not replay")
+            if self.executor_kind(task) == "resolver":
+                self._run_resolver(task, result)
+            else:
+                self._run_container(task, result)
+        result.seconds = round(time.monotonic() - start, 1)
+        self._log(f"== {run_id} done in {result.seconds:.1f}s")
+        self.runs.append(result)
+        return result
+
+    def _log(self, line: str) -> None:
+        log.info("%s", line)
+        with open(self._log_file, "a") as f:
+            f.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+
+    # -- inputs
+
+    def _input_parameters(self, task: str, result: RunResult) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(parameterValues, deprecated parameters) of the task, like the driver's ``resolveInputParameter``."""
+        component = self.component(task)
+        definitions = component.get("inputDefinitions", {}).get("parameters", {})
+        values: dict[str, Any] = {}
+        legacy: dict[str, Any] = {}
+        for name, spec in self.tasks[task].get("inputs", {}).get("parameters", {}).items():
+            where = f"task {task!r} parameter {name!r}"
+            if "componentInputParameter" in spec:
+                source = spec["componentInputParameter"]
+                if source not in result.parameters:
+                    raise ReplayError(f"{where}: the pipeline has no input parameter {source!r}")
+                value = result.parameters[source]
+                if value is None:  # optional without default: the component resolves its own default
+                    continue
+            elif "runtimeValue" in spec:
+                runtime = spec["runtimeValue"]
+                if "constant" in runtime:
+                    value = self._special_constant(runtime["constant"], task, result)
+                elif "constantValue" in runtime:  # deprecated (schema 2.0.0); Vertex reads it, open-source KFP does not
+                    legacy[name] = runtime["constantValue"]
+                    value = _legacy_to_python(runtime["constantValue"])
+                else:
+                    raise UnsupportedSpec(f"{where}: runtimeValue {sorted(runtime)}")
+            elif "taskOutputParameter" in spec:
+                producer = spec["taskOutputParameter"]["producerTask"]
+                key = spec["taskOutputParameter"]["outputParameterKey"]
+                try:
+                    value = result.output_parameters[producer][key]
+                except KeyError as e:
+                    raise ReplayError(f"{where}: {producer!r} produced no output parameter {key!r}") from e
+            else:
+                raise UnsupportedSpec(f"{where}: input parameter spec {sorted(spec)}")
+            definition = definitions.get(name, {})
+            values[name] = _check_parameter_type(where, value, definition.get("parameterType"))
+            if "type" in definition and name not in legacy:  # a component declared with the deprecated types
+                legacy[name] = _python_to_legacy(value, definition["type"])
+        # The launcher's addDefaultParams: component-level defaults for absent inputs.
+        for name, definition in definitions.items():
+            if name not in values and "defaultValue" in definition:
+                values[name] = definition["defaultValue"]
+        return values, legacy
+
+    def _special_constant(self, value: Any, task: str, result: RunResult) -> Any:
+        specials = {
+            "{{$.pipeline_job_name}}": result.run_id,
+            "{{$.pipeline_job_resource_name}}": result.run_id,
+            "{{$.pipeline_job_uuid}}": result.run_id,
+            "{{$.pipeline_task_name}}": task,
+            "{{$.pipeline_task_uuid}}": f"{result.run_id}-{task}",
+        }
+        if isinstance(value, str):
+            if value in specials:
+                return specials[value]
+            if "{{$" in value:
+                raise UnsupportedSpec(f"task {task!r}: constant with placeholder {value!r}")
+        return value
+
+    def _input_artifacts(self, task: str, result: RunResult) -> dict[str, list[dict[str, Any]]]:
+        artifacts: dict[str, list[dict[str, Any]]] = {}
+        for name, spec in self.tasks[task].get("inputs", {}).get("artifacts", {}).items():
+            if "taskOutputArtifact" not in spec:
+                raise UnsupportedSpec(f"task {task!r} input artifact {name!r}: {sorted(spec)}")
+            producer = spec["taskOutputArtifact"]["producerTask"]
+            key = spec["taskOutputArtifact"]["outputArtifactKey"]
+            if key not in result.outputs.get(producer, {}):
+                raise ReplayError(f"task {task!r} input {name!r}: {producer!r} has no output {key!r}")
+            artifacts[name] = copy.deepcopy(result.outputs[producer][key])
+        return artifacts
+
+    # -- resolver tasks
+
+    def _run_resolver(self, task: str, result: RunResult) -> None:
+        start = time.monotonic()
+        inputs = self._input_artifacts(task, result)
+        queries = self.executor(task)["resolver"].get("outputArtifactQueries", {})
+        outputs: dict[str, list[dict[str, Any]]] = {}
+        resolved: dict[str, int | None] = {}
+        for key, query in queries.items():
+            text = query.get("filter", "")
+            filled = self._fill_filter(text, inputs)
+            found = self.store.query(self.pipeline_name, filled) if filled is not None else None
+            outputs[key] = [found.runtime()] if found else []
+            resolved[key] = found.id if found else None
+            self._log(
+                f"{task}: resolver {key}: filter {filled if filled is not None else text!r} -> "
+                + (
+                    f"artifact {found.id} ({found.schema_title} from {found.run_id}/{found.task}) {found.uri}"
+                    if found
+                    else "nothing"
+                )
+            )
+        result.outputs[task] = outputs
+        result.output_parameters[task] = {}
+        result.records[task] = TaskRecord(task, "resolver", round(time.monotonic() - start, 3), resolved=resolved)
+
+    @staticmethod
+    def _fill_filter(text: str, inputs: Mapping[str, list[dict[str, Any]]]) -> str | None:
+        """Fill ``{{$.inputs.artifacts['k'].metadata['f']}}``; None when the input or field is absent (no match)."""
+        missing = False
+
+        def fill(match: re.Match[str]) -> str:
+            nonlocal missing
+            artifacts = inputs.get(match[1]) or []
+            value = artifacts[0].get("metadata", {}).get(match[2]) if artifacts else None
+            if value is None:
+                missing = True
+                return ""
+            return _placeholder_text(value)
+
+        filled = _FILTER_INPUT_RE.sub(fill, text)
+        leftover = _PLACEHOLDER_RE.search(filled)
+        if leftover:
+            raise UnsupportedSpec(f"resolver filter placeholder {leftover.group(0)!r} in {text!r}")
+        return None if missing else filled
+
+    # -- container tasks
+
+    def _provision_outputs(self, task: str, result: RunResult) -> dict[str, Any]:
+        """``provisionOutputs``: fresh URIs under ``<root>/<pipeline>/<run>/<task>/<uuid>/``."""
+        component = self.component(task)
+        task_root = Path(self.pipeline_root) / self.pipeline_name / result.run_id / task / uuid.uuid4().hex
+        outputs: dict[str, Any] = {"artifacts": {}, "parameters": {}}
+        for name, definition in component.get("outputDefinitions", {}).get("artifacts", {}).items():
+            artifact = {"name": name, "uri": str(task_root / name), "type": definition["artifactType"]}
+            if "metadata" in definition:
+                artifact["metadata"] = copy.deepcopy(definition["metadata"])
+            outputs["artifacts"][name] = {"artifacts": [artifact]}
+        for name in component.get("outputDefinitions", {}).get("parameters", {}):
+            outputs["parameters"][name] = {"outputFile": str(task_root / "parameters" / name)}
+        outputs["outputFile"] = str(task_root / "output_metadata.json")
+        # prepareOutputFolders
+        task_root.mkdir(parents=True, exist_ok=True)
+        (task_root / "parameters").mkdir(exist_ok=True)
+        return outputs
+
+    @staticmethod
+    def _executor_input_json(inputs: dict[str, Any], outputs: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """Validate as a ``pipeline_spec_pb2.ExecutorInput`` and serialise compactly (protojson style)."""
+        from google.protobuf import json_format
+        from kfp.pipeline_spec import pipeline_spec_pb2
+
+        message = json_format.ParseDict({"inputs": inputs, "outputs": outputs}, pipeline_spec_pb2.ExecutorInput())
+        as_dict = json_format.MessageToDict(message)
+        return as_dict, json.dumps(as_dict, separators=(",", ":"))
+
+    @staticmethod
+    def _read_executor_output(path: Path) -> dict[str, Any] | None:
+        if not path.exists():
+            return None
+        from google.protobuf import json_format
+        from kfp.pipeline_spec import pipeline_spec_pb2
+
+        message = json_format.Parse(path.read_text(), pipeline_spec_pb2.ExecutorOutput())
+        return json_format.MessageToDict(message)
+
+    def _compile_command(
+        self, task: str, template: Sequence[str], executor_input: dict[str, Any], text: str
+    ) -> list[str]:
+        """``compileCmdAndArgs``: ``{{$}}`` and the ``getPlaceholders`` map; anything else left is an error."""
+        placeholders: dict[str, str] = {}
+        for name, artifacts in executor_input.get("inputs", {}).get("artifacts", {}).items():
+            if artifacts.get("artifacts"):
+                uri = artifacts["artifacts"][0]["uri"]
+                placeholders[f"{{{{$.inputs.artifacts['{name}'].uri}}}}"] = uri
+                placeholders[f"{{{{$.inputs.artifacts['{name}'].path}}}}"] = uri  # local root: path == uri
+        for name, artifacts in executor_input["outputs"].get("artifacts", {}).items():
+            uri = artifacts["artifacts"][0]["uri"]
+            placeholders[f"{{{{$.outputs.artifacts['{name}'].uri}}}}"] = uri
+            placeholders[f"{{{{$.outputs.artifacts['{name}'].path}}}}"] = uri
+        for name, value in executor_input.get("inputs", {}).get("parameterValues", {}).items():
+            placeholders[f"{{{{$.inputs.parameters['{name}']}}}}"] = _placeholder_text(value)
+        for name, parameter in executor_input["outputs"].get("parameters", {}).items():
+            placeholders[f"{{{{$.outputs.parameters['{name}'].output_file}}}}"] = parameter["outputFile"]
+        compiled = []
+        for part in template:
+            if part.lstrip().startswith(('{"IfPresent"', '{"Concat"')):
+                raise UnsupportedSpec(f"task {task!r}: IfPresent/Concat placeholders are not supported: {part[:80]}")
+            # Like Go: {{$}} first, then every placeholder over the whole string.
+            filled = part.replace("{{$}}", text)
+            bare = part.replace("{{$}}", "")
+            for key, value in placeholders.items():
+                filled = filled.replace(key, value)
+                bare = bare.replace(key, value)
+            leftover = _PLACEHOLDER_RE.search(bare)
+            if leftover:
+                raise UnsupportedSpec(f"task {task!r}: placeholder {leftover.group(0)!r} is not supported")
+            compiled.append(filled)
+        return compiled
+
+    def _check_forbidden(self, task: str, executor_input: dict[str, Any], command: Sequence[str], text: str) -> None:
+        inputs = executor_input.get("inputs", {})
+        for path in self.forbidden:
+            for name, value in {**inputs.get("parameterValues", {}), **inputs.get("parameters", {})}.items():
+                if path in json.dumps(value):
+                    raise ReplayError(
+                        f"task {task!r}: input parameter {name!r} names {path}, a path of the compiling machine "
+                        f"that no container can see: {json.dumps(value)[:300]}"
+                    )
+            for part in command:
+                if path in part.replace(text, ""):
+                    raise ReplayError(f"task {task!r}: its command names {path} of the compiling machine: {part[:300]}")
+
+    def _container_env(self, task: str, container: Mapping[str, Any], home: Path) -> dict[str, str]:
+        env = _image_base_env(self.python, home)
+        env.update(self.extra_env)
+        for item in container.get("env", []):
+            env[item["name"]] = item.get("value", "")
+        for key, value in env.items():
+            for path in self.forbidden:
+                if path in value:
+                    raise ReplayError(f"task {task!r}: environment {key}={value} names {path} of the compiling machine")
+        return env
+
+    def _exec(
+        self, task: str, what: str, command: list[str], env: dict[str, str], task_dir: Path, prefix: str = ""
+    ) -> tuple[int, float, Path]:
+        cwd = task_dir / "cwd"
+        cwd.mkdir(parents=True, exist_ok=True)
+        Path(env["TMPDIR"]).mkdir(parents=True, exist_ok=True)
+        executable = shutil.which(command[0], path=env["PATH"])
+        if executable is None:
+            raise ReplayError(f"task {task!r}: {command[0]!r} is not on the image PATH {env['PATH']}")
+        (task_dir / f"{prefix}command.json").write_text(json.dumps({"command": command, "executable": executable}))
+        shown = " ".join(c if len(c) <= 160 else f"{c[:80]}...<{len(c)} chars>" for c in command)
+        self._log(f"{what} {task}: {shown}  [{executable}, cwd {cwd}]")
+        start = time.monotonic()
+        stderr_path = task_dir / f"{prefix}stderr.txt"
+        with open(task_dir / f"{prefix}stdout.txt", "w") as out, open(stderr_path, "w") as err:
+            try:
+                proc = subprocess.run(
+                    command, cwd=cwd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, timeout=self.timeout
+                )
+                returncode = proc.returncode
+            except subprocess.TimeoutExpired:
+                returncode = -9
+                err.write(f"\n[kfp_replay] killed after {self.timeout}s\n")
+        seconds = round(time.monotonic() - start, 1)
+        self._log(f"{what} {task}: exit {returncode} after {seconds:.1f}s")
+        if returncode != 0:
+            tail = "\n".join(stderr_path.read_text(errors="replace").splitlines()[-STDERR_TAIL_LINES:])
+            raise TaskFailed(task, returncode, tail, task_dir, what)
+        return returncode, seconds, stderr_path
+
+    def _run_container(self, task: str, result: RunResult) -> None:
+        container = self.executor(task)["container"]
+        task_dir = self.work_dir / "tasks" / result.run_id / task
+        task_dir.mkdir(parents=True, exist_ok=True)
+        env = self._container_env(task, container, self.work_dir / "home" / task)
+        values, legacy = self._input_parameters(task, result)
+        artifacts = self._input_artifacts(task, result)
+        outputs = self._provision_outputs(task, result)
+        record = TaskRecord(task, "container", task_dir=task_dir)
+        start = time.monotonic()
+
+        def executor_input() -> tuple[dict[str, Any], str]:
+            inputs: dict[str, Any] = {"parameterValues": values, "artifacts": artifacts}
+            if legacy:
+                inputs["parameters"] = legacy
+            return self._executor_input_json(inputs, outputs)
+
+        pre = container.get("lifecycle", {}).get("preCacheCheck")
+        unknown_lifecycle = sorted(set(container.get("lifecycle", {})) - {"preCacheCheck"})
+        if unknown_lifecycle:
+            raise UnsupportedSpec(f"task {task!r}: container lifecycle {unknown_lifecycle}")
+        if pre:
+            as_dict, text = executor_input()
+            command = self._compile_command(task, [*pre.get("command", []), *pre.get("args", [])], as_dict, text)
+            self._check_forbidden(task, as_dict, command, text)
+            (task_dir / "pre_cache_check.executor_input.json").write_text(json.dumps(as_dict, indent=1))
+            code, seconds, _ = self._exec(task, "preCacheCheck", command, env, task_dir, prefix="pre_cache_check.")
+            driver_output = self._read_executor_output(Path(outputs["outputFile"])) or {}
+            record.pre_cache_check = {
+                "command": command,
+                "returncode": code,
+                "seconds": seconds,
+                "output": driver_output,
+            }
+            # Merge what the driver computed (span, version, fingerprint, resolved input_config, artifact metadata).
+            for name, value in driver_output.get("parameterValues", {}).items():
+                values[name] = value
+                if legacy:
+                    kind = self.component(task).get("inputDefinitions", {}).get("parameters", {}).get(name, {})
+                    legacy[name] = _python_to_legacy(value, kind.get("type"))
+            for name, value in driver_output.get("parameters", {}).items():
+                legacy[name] = value
+            self._merge_output_artifacts(outputs["artifacts"], driver_output)
+
+        as_dict, text = executor_input()
+        main = [*container.get("command", []), *container.get("args", [])]
+        if not main:
+            raise UnsupportedSpec(f"task {task!r}: a container without command or args (image entrypoint)")
+        command = self._compile_command(task, main, as_dict, text)
+        self._check_forbidden(task, as_dict, command, text)
+        (task_dir / "executor_input.json").write_text(json.dumps(as_dict, indent=1))
+        record.command, record.executor_input = command, as_dict
+        record.returncode, _, _ = self._exec(task, "task", command, env, task_dir)
+        executor_output = self._read_executor_output(Path(outputs["outputFile"])) or {}
+        record.executor_output = executor_output
+        (task_dir / "executor_output.json").write_text(json.dumps(executor_output, indent=1))
+        self._merge_output_artifacts(outputs["artifacts"], executor_output)
+
+        # collectOutputParameters
+        output_parameters: dict[str, Any] = {}
+        definitions = self.component(task).get("outputDefinitions", {}).get("parameters", {})
+        for name, parameter in outputs["parameters"].items():
+            if name in executor_output.get("parameterValues", {}):
+                output_parameters[name] = executor_output["parameterValues"][name]
+                continue
+            path = Path(parameter["outputFile"])
+            if not path.exists():
+                raise ReplayError(f"task {task!r}: output parameter {name!r} not written to {path}")
+            output_parameters[name] = _parameter_text_to_value(path.read_text(), definitions[name]["parameterType"])
+
+        # uploadOutputArtifacts + RecordArtifact: every provisioned output becomes a LIVE artifact.
+        recorded: dict[str, list[dict[str, Any]]] = {}
+        for key, listing in outputs["artifacts"].items():
+            recorded[key] = []
+            for artifact in listing["artifacts"]:
+                stored = self.store.add(
+                    pipeline=self.pipeline_name,
+                    run_id=result.run_id,
+                    task=task,
+                    output_key=key,
+                    schema_title=_schema_title(artifact["type"]),
+                    type=artifact["type"],
+                    uri=artifact["uri"],
+                    metadata=artifact.get("metadata", {}),
+                )
+                recorded[key].append(stored.runtime())
+        result.outputs[task] = recorded
+        result.output_parameters[task] = output_parameters
+        record.seconds = round(time.monotonic() - start, 1)
+        result.records[task] = record
+        summary = {k: [(a["name"], a["uri"]) for a in v] for k, v in recorded.items()}
+        self._log(f"task {task}: recorded {json.dumps(summary)}")
+
+    @staticmethod
+    def _merge_output_artifacts(provisioned: dict[str, Any], executor_output: Mapping[str, Any]) -> None:
+        """``mergeRuntimeArtifacts``: the executor's uri (if any) and metadata fields win."""
+        for key, listing in executor_output.get("artifacts", {}).items():
+            if key not in provisioned or not listing.get("artifacts"):
+                continue
+            source, target = listing["artifacts"][0], provisioned[key]["artifacts"][0]
+            if source.get("uri"):
+                target["uri"] = source["uri"]
+            if source.get("metadata"):
+                target.setdefault("metadata", {}).update(source["metadata"])
+
+
+# --- What the open-source KFP backend would refuse --------------------------------
+
+
+def kfp_oss_blockers(spec: Mapping[str, Any]) -> list[str]:
+    """Reasons an open-source KFP V2 backend (kubeflow/pipelines ``backend/src/v2``) would not run ``spec``.
+
+    This replay emulates resolvers and ``preCacheCheck`` the way Vertex AI Pipelines runs them;
+    this function names what the open-source backend does instead.
+    """
+    problems = []
+    executors = spec.get("deploymentSpec", {}).get("executors", {})
+    for label, executor in sorted(executors.items()):
+        if "resolver" in executor:
+            problems.append(
+                f"executor {label}: resolver executors are not implemented by the open-source backend "
+                "(compiler/argocompiler/dag.go: 'resolver executors not implemented'); the run is refused"
+            )
+        if "preCacheCheck" in executor.get("container", {}).get("lifecycle", {}):
+            problems.append(
+                f"executor {label}: lifecycle.preCacheCheck is never run by the open-source backend "
+                "(nothing under backend/ reads it); the executor gets no span/fingerprint/resolved pattern"
+            )
+    for name, task in sorted(spec.get("root", {}).get("dag", {}).get("tasks", {}).items()):
+        for parameter, value in sorted(task.get("inputs", {}).get("parameters", {}).items()):
+            if "constantValue" in value.get("runtimeValue", {}):
+                problems.append(
+                    f"task {name} parameter {parameter}: deprecated runtimeValue.constantValue; the driver only "
+                    "resolves runtimeValue.constant (driver/resolve.go resolveInputParameter)"
+                )
+    for name, definition in sorted(spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {}).items()):
+        if "parameterType" not in definition:
+            problems.append(
+                f"runtime parameter {name}: no parameterType; the API server refuses a value for it "
+                "('input parameter ... has unspecified type', apiserver/template/v2_template.go)"
+            )
+    return problems

@@ -1,0 +1,291 @@
+"""Kubeflow tier: the compiled KFP V2 spec really runs, task by task, in a clean image venv.
+
+:mod:`kfp_replay` stands in for the backend: every container task runs its
+``command + args`` exactly as the spec writes them, in a virtualenv holding only
+the hashed lock and the project wheel, from a scratch folder, with the
+ExecutorInput the KFP driver would build. Runtime parameters get non-default
+values and the test checks that the run used each of them; the run ends with a
+blessed model in the bucket, under the bucket contract.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import kfp_replay
+import pytest
+
+from components import model_bucket
+from pipeline import config as config_lib
+from shelf_data import synth
+
+pytestmark = pytest.mark.kfp
+
+# Trains in seconds and blesses (gate floor 0). Beam runs DoFns in worker
+# processes, so everything they hold is pickled as on Dataflow.
+TINY_CONFIG = """
+name = "tiny-kfp"
+beam_args = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+[data]
+input_base = "{default_data}"
+[training]
+epochs = 1
+steps_per_epoch = 2
+batch_size = 8
+[gate]
+weighted_recall_floor = 0.0
+[gate.class_recall_floors]
+damaged = 0.0
+[push]
+bucket = "{default_bucket}"
+latency_budget_ms = 50.0
+"""
+IMAGE = "shelf-audit:kfp-replay"
+IMAGE_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+SPAN_1 = json.dumps({"static_range": {"start_span_number": 1, "end_span_number": 1}})
+EPOCHS = 2
+PLANNED_PARAMETERS = {"input_base": "STRING", "range_config": "STRING", "bucket": "STRING", "epochs": "NUMBER_INTEGER"}
+
+
+def compile_ir(config: config_lib.PipelineConfig, pipeline_root: str, data_root: str, scratch: Path) -> dict:
+    """The IR spec: ``compile_spec`` when the runner has it, else the older ``compile_pipeline``."""
+    from pipeline import kubeflow_runner
+
+    if hasattr(kubeflow_runner, "compile_spec"):
+        return kubeflow_runner.compile_spec(config, pipeline_root, image=IMAGE)
+    return kubeflow_runner.compile_pipeline(config, pipeline_root, data_root, str(scratch / "job.json"), IMAGE)
+
+
+@dataclasses.dataclass
+class Replayed:
+    tmp: Path
+    spec: dict
+    replay: kfp_replay.Replay
+    result: kfp_replay.RunResult
+    parameters: dict
+    span_counts: dict[int, int]
+    bucket: str
+    default_bucket: str
+    model_name: str
+
+
+@pytest.fixture(scope="session")
+def image(tmp_path_factory) -> kfp_replay.Image:
+    return kfp_replay.cached_image(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("kfp")
+    data, decoy = tmp / "data", tmp / "default-data"
+    counts = {
+        span: synth.generate(str(data), span=span, count=count, seed=10 + span).count
+        for span, count in ((1, 160), (2, 190))
+    }
+    synth.generate(str(decoy), span=5, count=40, seed=5)
+    config_path = tmp / "tiny.toml"
+    config_path.write_text(TINY_CONFIG.format(default_data=decoy, default_bucket=tmp / "default-bucket"))
+    config = config_lib.load(config_path)
+    spec = compile_ir(config, str(tmp / "pipeline_root"), str(decoy), tmp)
+    (tmp / "spec.json").write_text(json.dumps(spec, indent=1))
+    return tmp, config, spec, counts
+
+
+@pytest.fixture(scope="module")
+def replayed(compiled, image) -> Replayed:
+    tmp, config, spec, counts = compiled
+    replay = kfp_replay.Replay(
+        spec,
+        python=image.python,
+        work_dir=tmp / "replay",
+        pipeline_root=tmp / "pipeline_root",
+        env=IMAGE_ENV,
+        forbidden_paths=[kfp_replay.REPO_ROOT],
+    )
+    parameters = {
+        "input_base": str(tmp / "data"),
+        "range_config": SPAN_1,
+        "bucket": str(tmp / "bucket"),
+        "epochs": EPOCHS,
+    }
+    result = replay.run(parameters)
+    return Replayed(
+        tmp, spec, replay, result, parameters, counts, str(tmp / "bucket"), config.push.bucket, config.push.model_name
+    )
+
+
+# --- The image ---------------------------------------------------------------------
+
+
+def _names(lines: list[str]) -> set[str]:
+    found = set()
+    for line in lines:
+        match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==", line)
+        if match:
+            found.add(re.sub(r"[-_.]+", "-", match.group(1)).lower())
+    return found
+
+
+def test_image_venv_holds_exactly_the_lock_and_the_wheel(image):
+    freeze = subprocess.run(
+        [kfp_replay._uv(), "pip", "freeze", "--python", str(image.python)], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    lock = (kfp_replay.REPO_ROOT / "requirements.lock").read_text().splitlines()
+    assert _names(freeze) == _names(lock) | {"shelf-audit"}
+    assert image.wheel.name.startswith("shelf_audit-")
+
+
+# --- The spec ----------------------------------------------------------------------
+
+
+def test_spec_declares_the_runtime_parameters_with_defaults(compiled):
+    _, config, spec, _ = compiled
+    declared = spec["root"].get("inputDefinitions", {}).get("parameters", {})
+    assert {name: d.get("parameterType") for name, d in declared.items()} == PLANNED_PARAMETERS
+    assert declared["epochs"]["defaultValue"] == config.training.epochs
+    assert declared["bucket"]["defaultValue"] == config.push.bucket
+    assert declared["input_base"]["defaultValue"] == config.data.input_base
+    assert declared["range_config"]["defaultValue"] == ""
+
+
+def test_open_source_kfp_backend_would_run_the_spec(compiled):
+    """What kubeflow/pipelines' backend (not Vertex) refuses or skips; the replay emulates those parts."""
+    assert kfp_replay.kfp_oss_blockers(compiled[2]) == []
+
+
+# --- The replayed run --------------------------------------------------------------
+
+
+def test_every_task_ran_in_the_image_from_outside_the_repository(replayed):
+    r = replayed
+    assert set(r.result.records) == set(r.spec["root"]["dag"]["tasks"])
+    for name, record in r.result.records.items():
+        if record.kind == "container":
+            assert record.returncode == 0, name
+            assert not Path(record.task_dir / "cwd").resolve().is_relative_to(kfp_replay.REPO_ROOT)
+            executable = json.loads((record.task_dir / "command.json").read_text())["executable"]
+            assert Path(executable).parent == r.replay.python.parent, (name, executable)
+    # TFX's file-based ExampleGen driver ran first and resolved the span.
+    pre = r.result.records["ImportExampleGen"].pre_cache_check
+    assert pre is not None and pre["returncode"] == 0
+    assert pre["output"]["parameterValues"]["span"] == 1
+
+
+def test_first_run_has_no_baseline(replayed):
+    r = replayed
+    resolvers = r.replay.tasks_of_kind("resolver")
+    assert len(resolvers) == 2
+    for name in resolvers:
+        assert set(r.result.records[name].resolved.values()) == {None}, name
+    evaluator_inputs = r.result.records["Evaluator"].executor_input["inputs"]["artifacts"]
+    assert not evaluator_inputs.get("baseline_model", {}).get("artifacts")
+    blessing = r.result.artifact("Evaluator", "blessing")
+    assert blessing["metadata"]["blessed"] == 1
+
+
+def test_runtime_parameters_were_used(replayed):
+    r = replayed
+    declared = r.spec["root"]["inputDefinitions"]["parameters"]
+    for name, value in r.parameters.items():
+        assert value != declared[name].get("defaultValue"), f"{name} must differ from its default to prove anything"
+    assert r.result.parameters == r.parameters
+
+    # input_base + range_config: the examples are span 1 of the given data root (not the latest, span 2,
+    # nor the default root's span 5).
+    example_gen = r.result.records["ImportExampleGen"]
+    assert example_gen.executor_input["inputs"]["parameterValues"]["input_base"] == r.parameters["input_base"]
+    assert f"{r.parameters['input_base']}/span-1/" in example_gen.stderr
+    examples = r.result.artifact("ImportExampleGen", "examples")
+    assert examples["metadata"]["span"] == 1
+    assert _count_records(Path(examples["uri"])) == r.span_counts[1]
+
+    # epochs: what the Trainer wrote next to its model.
+    model_run = Path(r.result.artifact("Trainer", "model_run")["uri"])
+    summaries = list(model_run.rglob("training_summary.json"))
+    assert summaries, f"no training_summary.json under {model_run}"
+    assert json.loads(summaries[0].read_text())["epochs_run"] == EPOCHS
+
+    # bucket: published to the given bucket, nothing in the default one.
+    assert model_bucket.list_versions(r.bucket, r.model_name)
+    assert model_bucket.list_versions(r.default_bucket, r.model_name) == []
+
+
+def test_bucket_latest_is_a_complete_verified_version(replayed):
+    r = replayed
+    versions = model_bucket.list_versions(r.bucket, r.model_name)
+    latest = model_bucket.read_latest(r.bucket, r.model_name)
+    assert versions == [latest]
+    assert model_bucket.is_complete(r.bucket, r.model_name, latest)
+    manifest = model_bucket.read_manifest(r.bucket, r.model_name)
+    assert manifest["version"] == latest and manifest["model_name"] == r.model_name
+    folder = Path(model_bucket.version_dir(r.bucket, r.model_name, latest))
+    assert set(manifest["files"]) <= {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+    verdict = model_bucket.verify_version(r.bucket, r.model_name, latest)
+    assert verdict.ok, verdict.problems
+
+
+def test_resolvers_now_find_the_blessed_model(replayed):
+    """The baseline a second run would get: only the two resolver tasks, against the replay's artifact store."""
+    r = replayed
+    resolvers = r.replay.tasks_of_kind("resolver")
+    again = r.replay.run(r.parameters, only=resolvers)
+    blessing = r.result.artifact("Evaluator", "blessing")
+    model = r.result.artifact("Trainer", "model")
+    found = {key: again.artifact(task, key) for task in resolvers for key in again.outputs[task]}
+    assert found["model_blessing"]["name"] == blessing["name"]
+    assert found["model"]["name"] == model["name"] and found["model"]["uri"] == model["uri"]
+
+
+def _count_records(examples_uri: Path) -> int:
+    import tensorflow as tf
+
+    files = sorted(str(p) for p in examples_uri.glob("Split-*/*") if p.is_file())
+    assert files, f"no example files under {examples_uri}"
+    return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+
+
+# --- The harness itself (fast) -------------------------------------------------------
+
+
+def test_filter_supports_exactly_the_clauses_tfx_emits():
+    store = kfp_replay.ArtifactStore()
+    kinds = dict(pipeline="p", run_id="r", task="t", output_key="k", type={"schemaTitle": "tfx.ModelBlessing"}, uri="u")
+    store.add(schema_title="tfx.ModelBlessing", metadata={"blessed": 0}, **kinds)
+    store.add(schema_title="tfx.ModelBlessing", metadata={"blessed": 1.0, "current_model_id": "7"}, **kinds)
+    store.add(schema_title="tfx.ModelBlessing", metadata={"blessed": 1}, **kinds)
+    query = 'schema_title="tfx.ModelBlessing" AND state=LIVE AND metadata.blessed.number_value=1'
+    assert store.query("p", query).id == 3  # the latest match wins
+    assert store.query("other-pipeline", query) is None
+    assert store.query("p", 'schema_title="tfx.ModelBlessing" AND state=LIVE AND name="2"').id == 2
+    for unsupported in (
+        'schema_title="x" OR state=LIVE',
+        "metadata.blessed.string_value=1",
+        "create_time_since_epoch>0",
+    ):
+        with pytest.raises(kfp_replay.UnsupportedSpec):
+            kfp_replay.compile_filter(unsupported)
+
+
+def test_numbers_fill_placeholders_like_the_go_launcher():
+    assert [kfp_replay._placeholder_text(v) for v in (3.0, 0.02, 1e-05, 100.0, True)] == [
+        "3",
+        "0.02",
+        "0.00001",
+        "100",
+        "true",
+    ]
+
+
+def test_unsupported_executor_kinds_are_named(tmp_path):
+    spec = {
+        "pipelineInfo": {"name": "p"},
+        "root": {"dag": {"tasks": {"imp": {"taskInfo": {"name": "imp"}, "componentRef": {"name": "comp-imp"}}}}},
+        "components": {"comp-imp": {"executorLabel": "exec-imp"}},
+        "deploymentSpec": {"executors": {"exec-imp": {"importer": {"artifactUri": {"constant": "gs://x"}}}}},
+    }
+    with pytest.raises(kfp_replay.UnsupportedSpec, match="'imp'.*'importer'"):
+        kfp_replay.Replay(spec, python="/nonexistent/python", work_dir=tmp_path)
