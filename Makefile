@@ -75,7 +75,7 @@ bench: demo-data ## Run the benchmarks (demo pipeline, synth, TFLite); figures g
 	$(VENV)/bin/python -m benchmarks.run --out benchmarks/results.md
 
 wheel: $(STAMP) ## Build the project wheel into dist/ (what the image installs)
-	rm -rf dist
+	rm -rf dist build
 	$(UV) build --wheel --quiet --out-dir dist .
 	@ls dist/*.whl
 

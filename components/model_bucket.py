@@ -1,6 +1,6 @@
 """The model bucket: layout, atomic publish, manifest, LATEST and history.
 
-Layout (the bucket contract in DESIGN.md)::
+Layout (the bucket contract in the README)::
 
     <bucket>/<model_name>/
       versions/<version>/

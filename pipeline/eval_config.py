@@ -4,7 +4,7 @@ Blessing needs all of: class-weighted macro recall at or above its floor;
 each configured per-class recall at or above its floor; and, when a
 baseline exists, no drop beyond ``max_drop`` against it.
 
-Two TFMA behaviours shape this (see DESIGN.md, known traps):
+Two TFMA 0.47 behaviours shape this (tests/test_eval_config.py shows both):
 
 * TFMA's ``Recall`` thresholds a class's probability at 0.5 rather than
   taking the argmax, and its macro average cannot be gated alone: recall

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from pipeline import config as config_lib
@@ -40,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     from shelf_audit import quiet
 
+    if not args.verbose:
+        # Compiling runs no TensorFlow op: its C++ start-up lines (CUDA factories) say nothing here.
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     with quiet.tfx_compile(verbose=args.verbose):
         from pipeline import kubeflow_runner
 

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 # TFT switches the process to Keras 2; the whole stack must agree before
-# TensorFlow is first imported by any test (see DESIGN.md, "Known traps").
+# TensorFlow is first imported by any test.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

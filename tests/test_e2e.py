@@ -135,9 +135,11 @@ def test_impossible_gate_is_not_blessed_and_publishes_nothing(runs):
 def test_metadata_store_is_readable_after_all_runs(runs):
     from tfx import v1 as tfx
 
+    from components.trainer import Trainer
+
     path = str(runs["tmp"] / "home" / "metadata.sqlite")
     with metadata.Metadata(tfx.orchestration.metadata.sqlite_metadata_connection_config(path)) as m:
-        trainers = m.store.get_executions_by_type("tfx.components.trainer.component.Trainer")
+        trainers = m.store.get_executions_by_type(f"{Trainer.__module__}.{Trainer.__name__}")
     # One real Trainer execution; the later runs reused it from the cache.
     assert sum(1 for e in trainers if e.last_known_state == e.COMPLETE) == 1
 
