@@ -17,6 +17,7 @@ from typing import Any
 from tfx import v1 as tfx
 from tfx.orchestration import data_types
 
+from components import example_gen_driver
 from pipeline import config as config_lib
 from pipeline.pipeline import RunInputs, create_pipeline, range_config_json
 
@@ -24,6 +25,10 @@ from pipeline.pipeline import RunInputs, create_pipeline, range_config_json
 INPUT_BASE, RANGE_CONFIG, BUCKET, EPOCHS = "input_base", "range_config", "bucket", "epochs"
 # Values in a shipped config that a user must replace before a real run.
 PLACEHOLDER = re.compile(r"YOUR_[A-Z_]+")
+# Where the spec runs: Vertex AI Pipelines runs TFX's resolver tasks and ExampleGen's
+# driver hook; open-source Kubeflow Pipelines runs neither (see for_open_source_kfp).
+VERTEX, KFP = "vertex", "kfp"
+BACKENDS = (VERTEX, KFP)
 # Tasks that get the config's larger pods.
 _TRAINER, _EVALUATOR = "Trainer", "Evaluator"
 
@@ -50,17 +55,23 @@ def _resources(config: config_lib.KubeflowConfig, task: str) -> dict[str, Any]:
     return spec
 
 
-def compile_spec(config: config_lib.PipelineConfig, pipeline_root: str, image: str | None = None) -> dict[str, Any]:
+def compile_spec(
+    config: config_lib.PipelineConfig, pipeline_root: str, image: str | None = None, backend: str = VERTEX
+) -> dict[str, Any]:
     """The KFP V2 pipeline spec (IR) of the DAG, as a dict.
 
     Args:
         config: validated pipeline configuration; ``config.kubeflow`` gives the image and pod sizes.
         pipeline_root: where the cluster writes artifacts (``gs://...``); the spec's default root.
         image: container image for every task (default ``config.kubeflow.image``).
+        backend: ``vertex`` (the whole DAG) or ``kfp`` (open-source Kubeflow Pipelines: see
+            :func:`for_open_source_kfp`).
 
     Raises:
-        ValueError: no image is given here or in the config.
+        ValueError: no image is given here or in the config, or an unknown backend.
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}. Received backend={backend!r}")
     image = image or config.kubeflow.image
     if not image:
         raise ValueError("no container image: set kubeflow.image in the config or pass --image")
@@ -83,6 +94,61 @@ def compile_spec(config: config_lib.PipelineConfig, pipeline_root: str, image: s
         if "container" in executor:
             task = executor_label.removesuffix("_executor")
             executor["container"]["resources"] = _resources(config.kubeflow, task)
+    use_span_window_driver(spec)
+    return for_open_source_kfp(spec) if backend == KFP else spec
+
+
+def use_span_window_driver(spec: dict[str, Any]) -> dict[str, Any]:
+    """Point ExampleGen's ``preCacheCheck`` at :mod:`components.example_gen_driver` (same flags); returns ``spec``.
+
+    TFX's driver resolves one span only; ours resolves the ``range_config`` runtime
+    parameter (latest, last K, a range) to the spans present, then runs TFX's.
+
+    Raises:
+        ValueError: no task runs TFX's ExampleGen driver (a TFX upgrade changed the hook).
+    """
+    swapped = 0
+    for executor in spec["deploymentSpec"]["executors"].values():
+        hook = executor.get("container", {}).get("lifecycle", {}).get("preCacheCheck", {})
+        if hook.get("command") == ["python", "-m", example_gen_driver.TFX_DRIVER_MODULE]:
+            hook["command"] = ["python", "-m", example_gen_driver.DRIVER_MODULE]
+            swapped += 1
+    if not swapped:
+        raise ValueError(f"no preCacheCheck runs {example_gen_driver.TFX_DRIVER_MODULE}: cannot set the span driver")
+    return spec
+
+
+def for_open_source_kfp(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec without what open-source Kubeflow Pipelines' V2 backend cannot run; returns ``spec``, changed.
+
+    Its compiler refuses TFX's resolver tasks ("resolver executors not
+    implemented"), and its launcher never runs a container's
+    ``lifecycle.preCacheCheck``. So the latest-blessed-model resolver goes
+    (the Evaluator gates on the floors only, without the no-drop check
+    against a baseline), and ExampleGen's span resolution happens in its
+    executor instead of the hook.
+    """
+    dag, components = spec["root"]["dag"]["tasks"], spec["components"]
+    executors = spec["deploymentSpec"]["executors"]
+    resolvers = {
+        name
+        for name, task in dag.items()
+        if "resolver" in executors[components[task["componentRef"]["name"]]["executorLabel"]]
+    }
+    for name in resolvers:
+        component = dag.pop(name)["componentRef"]["name"]
+        executors.pop(components.pop(component)["executorLabel"])
+    for task in dag.values():
+        artifacts = task.get("inputs", {}).get("artifacts", {})
+        for key in [
+            k for k, v in artifacts.items() if v.get("taskOutputArtifact", {}).get("producerTask") in resolvers
+        ]:
+            del artifacts[key]
+            components[task["componentRef"]["name"]]["inputDefinitions"]["artifacts"].pop(key, None)
+        if "dependentTasks" in task:
+            task["dependentTasks"] = [t for t in task["dependentTasks"] if t not in resolvers]
+    for executor in executors.values():
+        executor.get("container", {}).pop("lifecycle", None)
     return spec
 
 

@@ -30,6 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", default="pipeline.yaml", help="spec file to write: .yaml (default) or .json")
     parser.add_argument("--image", help="container image for every task (default: kubeflow.image in the config)")
+    parser.add_argument(
+        "--backend",
+        choices=("vertex", "kfp"),
+        default="vertex",
+        help="vertex: Vertex AI Pipelines, the whole DAG (default); kfp: open-source Kubeflow Pipelines 2.x, "
+        "which cannot run TFX resolver tasks, so the gate has no no-drop check against the last blessed model",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,11 +55,17 @@ def run(args: argparse.Namespace) -> int:
         from pipeline import kubeflow_runner
 
         try:
-            spec = kubeflow_runner.compile_spec(config, args.pipeline_root, args.image)
+            spec = kubeflow_runner.compile_spec(config, args.pipeline_root, args.image, args.backend)
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_ERROR
         kubeflow_runner.write_spec(spec, args.out)
+    if args.backend == kubeflow_runner.KFP:
+        print(
+            "warning: open-source Kubeflow Pipelines runs no TFX resolver: this spec gates on the recall floors only, "
+            "without the no-drop check against the last blessed model (gate.max_drop)",
+            file=sys.stderr,
+        )
     for name in kubeflow_runner.placeholders(spec):
         print(f"warning: the spec still holds the placeholder {name}: replace it in {args.config}", file=sys.stderr)
     parameters = spec["root"].get("inputDefinitions", {}).get("parameters", {})

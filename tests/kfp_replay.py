@@ -44,6 +44,7 @@ import fcntl
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -53,10 +54,11 @@ import uuid
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STDERR_TAIL_LINES = 60
+T = TypeVar("T")
 
 log = logging.getLogger("kfp_replay")
 
@@ -204,26 +206,47 @@ class Image:
     seconds: float
 
 
-def cached_image(tmp_path_factory: Any, project_dir: str | os.PathLike = REPO_ROOT) -> Image:
-    """Build the wheel and the image venv once per pytest session (shared by xdist workers, under a file lock)."""
+def shared(tmp_path_factory: Any, key: str, build: Callable[[Path], T]) -> T:
+    """``build(folder)`` once per pytest session, also across pytest-xdist workers.
+
+    The first caller builds under a file lock in the session's base temp folder
+    (its parent under xdist, which every worker shares) and pickles the result;
+    the others wait and unpickle it. A failure is replayed to the others as a
+    :class:`ReplayError` with the same message.
+    """
     base = Path(tmp_path_factory.getbasetemp())
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent  # shared by every worker of this session
-    root = base / "kfp-image"
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as lock:
+        base = base.parent
+    folder = base / key
+    with open(base / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        done = root / "image.json"
+        done, failed = base / f"{key}.pickle", base / f"{key}.error"
         if done.exists():
-            data = json.loads(done.read_text())
-            return Image(Path(data["wheel"]), Path(data["python"]), data["seconds"])
+            return pickle.loads(done.read_bytes())
+        if failed.exists():
+            raise ReplayError(f"{key} failed in another worker:\n{failed.read_text()}")
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            value = build(folder)
+        except BaseException as error:
+            failed.write_text(f"{type(error).__name__}: {error}")
+            raise
+        done.write_bytes(pickle.dumps(value))
+        return value
+
+
+def cached_image(tmp_path_factory: Any, project_dir: str | os.PathLike = REPO_ROOT) -> Image:
+    """The wheel and the image venv, built once per pytest session (see :func:`shared`)."""
+
+    def build(root: Path) -> Image:
         start = time.monotonic()
         wheel = build_wheel(root / "wheel", project_dir)
         python = make_image_venv(wheel, root / "venv", project_dir)
         image = Image(wheel, python, round(time.monotonic() - start, 1))
-        done.write_text(json.dumps({"wheel": str(wheel), "python": str(python), "seconds": image.seconds}))
         log.info("image venv ready in %.1fs: %s", image.seconds, python)
         return image
+
+    return shared(tmp_path_factory, "kfp-image", build)
 
 
 def _image_base_env(python: Path, home: Path | None = None) -> dict[str, str]:
@@ -605,6 +628,8 @@ class Replay:
             if name in values:
                 if parameter_type is None:
                     raise ReplayError(f"runtime parameter {name!r} has no parameterType (legacy 'type' only)")
+                if parameter_type == "STRING" and not isinstance(values[name], str):  # no conversion here
+                    raise ReplayError(f"runtime parameter {name!r}: type mismatch: expect STRING, got {values[name]!r}")
                 resolved[name] = _check_parameter_type(f"runtime parameter {name!r}", values[name], parameter_type)
             elif "defaultValue" in definition:
                 resolved[name] = definition["defaultValue"]
@@ -905,7 +930,8 @@ class Replay:
         start = time.monotonic()
 
         def executor_input() -> tuple[dict[str, Any], str]:
-            inputs: dict[str, Any] = {"parameterValues": values, "artifacts": artifacts}
+            listed = {name: {"artifacts": found} for name, found in artifacts.items()}
+            inputs: dict[str, Any] = {"parameterValues": values, "artifacts": listed}
             if legacy:
                 inputs["parameters"] = legacy
             return self._executor_input_json(inputs, outputs)

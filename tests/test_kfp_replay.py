@@ -10,10 +10,12 @@ blessed model in the bucket, under the bucket contract.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import kfp_replay
@@ -21,6 +23,7 @@ import pytest
 
 from components import model_bucket
 from pipeline import config as config_lib
+from pipeline import kubeflow_runner
 from shelf_data import synth
 
 pytestmark = pytest.mark.kfp
@@ -51,36 +54,40 @@ EPOCHS = 2
 PLANNED_PARAMETERS = {"input_base": "STRING", "range_config": "STRING", "bucket": "STRING", "epochs": "NUMBER_INTEGER"}
 
 
-def compile_ir(config: config_lib.PipelineConfig, pipeline_root: str, data_root: str, scratch: Path) -> dict:
-    """The IR spec: ``compile_spec`` when the runner has it, else the older ``compile_pipeline``."""
-    from pipeline import kubeflow_runner
-
-    if hasattr(kubeflow_runner, "compile_spec"):
-        return kubeflow_runner.compile_spec(config, pipeline_root, image=IMAGE)
-    return kubeflow_runner.compile_pipeline(config, pipeline_root, data_root, str(scratch / "job.json"), IMAGE)
+@dataclasses.dataclass
+class Compiled:
+    tmp: Path
+    config: config_lib.PipelineConfig
+    spec: dict
+    span_counts: dict[int, int]
 
 
 @dataclasses.dataclass
 class Replayed:
-    tmp: Path
-    spec: dict
+    compiled: Compiled
     replay: kfp_replay.Replay
     result: kfp_replay.RunResult
     parameters: dict
-    span_counts: dict[int, int]
-    bucket: str
-    default_bucket: str
-    model_name: str
+
+    @property
+    def spec(self) -> dict:
+        return self.compiled.spec
+
+    @property
+    def bucket(self) -> str:
+        return self.parameters["bucket"]
+
+    @property
+    def default_bucket(self) -> str:
+        return self.compiled.config.push.bucket
+
+    @property
+    def model_name(self) -> str:
+        return self.compiled.config.push.model_name
 
 
-@pytest.fixture(scope="session")
-def image(tmp_path_factory) -> kfp_replay.Image:
-    return kfp_replay.cached_image(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def compiled(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("kfp")
+def _compile(tmp: Path) -> Compiled:
+    """Two spans in the data root the run is given, a decoy span in the config's default root, the spec."""
     data, decoy = tmp / "data", tmp / "default-data"
     counts = {
         span: synth.generate(str(data), span=span, count=count, seed=10 + span).count
@@ -90,32 +97,43 @@ def compiled(tmp_path_factory):
     config_path = tmp / "tiny.toml"
     config_path.write_text(TINY_CONFIG.format(default_data=decoy, default_bucket=tmp / "default-bucket"))
     config = config_lib.load(config_path)
-    spec = compile_ir(config, str(tmp / "pipeline_root"), str(decoy), tmp)
+    spec = kubeflow_runner.compile_spec(config, str(tmp / "pipeline_root"), image=IMAGE)
     (tmp / "spec.json").write_text(json.dumps(spec, indent=1))
-    return tmp, config, spec, counts
+    return Compiled(tmp, config, spec, counts)
 
 
-@pytest.fixture(scope="module")
-def replayed(compiled, image) -> Replayed:
-    tmp, config, spec, counts = compiled
+def _replay(compiled: Compiled, image: kfp_replay.Image, work_dir: Path) -> Replayed:
     replay = kfp_replay.Replay(
-        spec,
+        compiled.spec,
         python=image.python,
-        work_dir=tmp / "replay",
-        pipeline_root=tmp / "pipeline_root",
+        work_dir=work_dir,
+        pipeline_root=compiled.tmp / "pipeline_root",
         env=IMAGE_ENV,
         forbidden_paths=[kfp_replay.REPO_ROOT],
     )
     parameters = {
-        "input_base": str(tmp / "data"),
+        "input_base": str(compiled.tmp / "data"),
         "range_config": SPAN_1,
-        "bucket": str(tmp / "bucket"),
+        "bucket": str(compiled.tmp / "bucket"),
         "epochs": EPOCHS,
     }
-    result = replay.run(parameters)
-    return Replayed(
-        tmp, spec, replay, result, parameters, counts, str(tmp / "bucket"), config.push.bucket, config.push.model_name
-    )
+    return Replayed(compiled, replay, replay.run(parameters), parameters)
+
+
+# Session-wide and shared by pytest-xdist workers: the image venv, the spec and the (slow) replayed run.
+@pytest.fixture(scope="session")
+def image(tmp_path_factory) -> kfp_replay.Image:
+    return kfp_replay.cached_image(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def compiled(tmp_path_factory) -> Compiled:
+    return kfp_replay.shared(tmp_path_factory, "kfp-spec", _compile)
+
+
+@pytest.fixture(scope="session")
+def replayed(tmp_path_factory, compiled, image) -> Replayed:
+    return kfp_replay.shared(tmp_path_factory, "kfp-run", lambda work_dir: _replay(compiled, image, work_dir))
 
 
 # --- The image ---------------------------------------------------------------------
@@ -124,7 +142,7 @@ def replayed(compiled, image) -> Replayed:
 def _names(lines: list[str]) -> set[str]:
     found = set()
     for line in lines:
-        match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==", line)
+        match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(==| @ )", line)  # "name==1.0" or "name @ file:///..."
         if match:
             found.add(re.sub(r"[-_.]+", "-", match.group(1)).lower())
     return found
@@ -143,7 +161,7 @@ def test_image_venv_holds_exactly_the_lock_and_the_wheel(image):
 
 
 def test_spec_declares_the_runtime_parameters_with_defaults(compiled):
-    _, config, spec, _ = compiled
+    config, spec = compiled.config, compiled.spec
     declared = spec["root"].get("inputDefinitions", {}).get("parameters", {})
     assert {name: d.get("parameterType") for name, d in declared.items()} == PLANNED_PARAMETERS
     assert declared["epochs"]["defaultValue"] == config.training.epochs
@@ -152,9 +170,13 @@ def test_spec_declares_the_runtime_parameters_with_defaults(compiled):
     assert declared["range_config"]["defaultValue"] == ""
 
 
-def test_open_source_kfp_backend_would_run_the_spec(compiled):
-    """What kubeflow/pipelines' backend (not Vertex) refuses or skips; the replay emulates those parts."""
-    assert kfp_replay.kfp_oss_blockers(compiled[2]) == []
+def test_only_the_kfp_backend_spec_suits_open_source_kubeflow(compiled):
+    """Open-source KFP refuses resolver tasks and skips preCacheCheck; `--backend kfp` leaves both out."""
+    blockers = kfp_replay.kfp_oss_blockers(compiled.spec)
+    assert blockers and all("resolver" in b or "preCacheCheck" in b for b in blockers), blockers
+    oss = kubeflow_runner.for_open_source_kfp(copy.deepcopy(compiled.spec))
+    assert kfp_replay.kfp_oss_blockers(oss) == []
+    assert "baseline_model" not in oss["root"]["dag"]["tasks"]["Evaluator"]["inputs"]["artifacts"]
 
 
 # --- The replayed run --------------------------------------------------------------
@@ -200,8 +222,9 @@ def test_runtime_parameters_were_used(replayed):
     assert example_gen.executor_input["inputs"]["parameterValues"]["input_base"] == r.parameters["input_base"]
     assert f"{r.parameters['input_base']}/span-1/" in example_gen.stderr
     examples = r.result.artifact("ImportExampleGen", "examples")
-    assert examples["metadata"]["span"] == 1
-    assert _count_records(Path(examples["uri"])) == r.span_counts[1]
+    # TFX records the span as a custom property and prefixes it because Examples also has a "span" property.
+    assert examples["metadata"].get("span", examples["metadata"].get("custom:span")) == 1
+    assert _count_records(Path(examples["uri"])) == r.compiled.span_counts[1]
 
     # epochs: what the Trainer wrote next to its model.
     model_run = Path(r.result.artifact("Trainer", "model_run")["uri"])
@@ -289,3 +312,129 @@ def test_unsupported_executor_kinds_are_named(tmp_path):
     }
     with pytest.raises(kfp_replay.UnsupportedSpec, match="'imp'.*'importer'"):
         kfp_replay.Replay(spec, python="/nonexistent/python", work_dir=tmp_path)
+
+
+# A two-task pipeline whose containers are tiny Python programs: fills, merges and failures in a second.
+PRODUCE = """
+import json, pathlib, sys
+executor_input, out_path, greeting, count = sys.argv[1:]
+pathlib.Path(out_path).mkdir(parents=True)
+(pathlib.Path(out_path) / "data.txt").write_text(greeting * int(count))
+output = {"artifacts": {"out": {"artifacts": [{"metadata": {"note": greeting, "count": int(count)}}]}}}
+pathlib.Path(json.loads(executor_input)["outputs"]["outputFile"]).write_text(json.dumps(output))
+"""
+CONSUME = """
+import json, pathlib, sys
+src = json.loads(sys.argv[1])["inputs"]["artifacts"]["src"]["artifacts"][0]
+assert src["metadata"] == {"note": "bonjour", "count": 3}, src
+assert pathlib.Path(sys.argv[2], "data.txt").read_text() == "bonjour" * 3
+print("consumed", src["name"])
+sys.exit(int(sys.argv[3]))
+"""
+
+
+def _tiny_spec(exit_code: int = 0) -> dict:
+    dataset = {"schemaTitle": "system.Dataset", "schemaVersion": "0.0.1"}
+
+    def container(program: str, args: list[str]) -> dict:
+        return {"container": {"image": "x", "command": ["python", "-c", program], "args": args}}
+
+    return {
+        "pipelineInfo": {"name": "tiny"},
+        "schemaVersion": "2.1.0",
+        "root": {
+            "inputDefinitions": {"parameters": {"greeting": {"parameterType": "STRING", "defaultValue": "hello"}}},
+            "dag": {
+                "tasks": {
+                    "consume": {
+                        "taskInfo": {"name": "consume"},
+                        "componentRef": {"name": "comp-consume"},
+                        "dependentTasks": ["produce"],
+                        "inputs": {
+                            "artifacts": {
+                                "src": {"taskOutputArtifact": {"producerTask": "produce", "outputArtifactKey": "out"}}
+                            }
+                        },
+                    },
+                    "produce": {
+                        "taskInfo": {"name": "produce"},
+                        "componentRef": {"name": "comp-produce"},
+                        "inputs": {
+                            "parameters": {
+                                "greeting": {"componentInputParameter": "greeting"},
+                                "count": {"runtimeValue": {"constant": 3.0}},
+                            }
+                        },
+                    },
+                }
+            },
+        },
+        "components": {
+            "comp-produce": {
+                "executorLabel": "exec-produce",
+                "inputDefinitions": {
+                    "parameters": {
+                        "greeting": {"parameterType": "STRING"},
+                        "count": {"parameterType": "NUMBER_INTEGER"},
+                    }
+                },
+                "outputDefinitions": {"artifacts": {"out": {"artifactType": dataset}}},
+            },
+            "comp-consume": {
+                "executorLabel": "exec-consume",
+                "inputDefinitions": {"artifacts": {"src": {"artifactType": dataset}}},
+            },
+        },
+        "deploymentSpec": {
+            "executors": {
+                "exec-produce": container(
+                    PRODUCE,
+                    [
+                        "{{$}}",
+                        "{{$.outputs.artifacts['out'].path}}",
+                        "{{$.inputs.parameters['greeting']}}",
+                        "{{$.inputs.parameters['count']}}",
+                    ],
+                ),
+                "exec-consume": container(CONSUME, ["{{$}}", "{{$.inputs.artifacts['src'].uri}}", str(exit_code)]),
+            }
+        },
+    }
+
+
+def test_placeholders_parameters_and_executor_output_flow_downstream(tmp_path):
+    replay = kfp_replay.Replay(_tiny_spec(), python=Path(sys.executable), work_dir=tmp_path)
+    assert replay.order() == ["produce", "consume"]
+    result = replay.run({"greeting": "bonjour"})
+    out = result.artifact("produce", "out")
+    assert out["metadata"] == {"note": "bonjour", "count": 3}
+    assert out["uri"].startswith(str(tmp_path / "pipeline_root" / "tiny" / result.run_id / "produce"))
+    assert result.records["produce"].command[-1] == "3"  # a NUMBER_INTEGER constant 3.0 fills as "3", as in Go
+    assert f"consumed {out['name']}" in result.records["consume"].stdout
+    assert [a.schema_title for a in replay.store.artifacts] == ["system.Dataset"]
+    with pytest.raises(kfp_replay.ReplayError, match="not declared"):
+        replay.run({"greting": "typo"})
+    with pytest.raises(kfp_replay.ReplayError, match="type mismatch"):
+        replay.run({"greeting": 5})
+
+
+def test_a_failing_task_is_named_with_its_exit_code_and_stderr(tmp_path):
+    replay = kfp_replay.Replay(_tiny_spec(exit_code=3), python=Path(sys.executable), work_dir=tmp_path)
+    with pytest.raises(kfp_replay.TaskFailed) as failure:
+        replay.run()  # the default greeting reaches the consumer, whose check fails
+    assert failure.value.task == "consume" and failure.value.returncode == 1
+    assert "AssertionError" in failure.value.stderr_tail and "'note': 'hello'" in failure.value.stderr_tail
+    with pytest.raises(kfp_replay.TaskFailed) as failure:
+        replay.run({"greeting": "bonjour"})
+    assert failure.value.task == "consume" and failure.value.returncode == 3
+    assert "exit code 3" in str(failure.value)
+
+
+def test_compiling_machine_paths_are_refused(tmp_path):
+    spec = _tiny_spec()
+    spec["root"]["inputDefinitions"]["parameters"]["greeting"]["defaultValue"] = str(tmp_path / "checkout" / "x")
+    replay = kfp_replay.Replay(
+        spec, python=Path(sys.executable), work_dir=tmp_path / "w", forbidden_paths=[tmp_path / "checkout"]
+    )
+    with pytest.raises(kfp_replay.ReplayError, match="'produce'.*'greeting'.*compiling machine"):
+        replay.run()
