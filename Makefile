@@ -59,13 +59,13 @@ run: demo-data ## Run the whole pipeline locally on the demo data
 # (module-scoped fixtures such as the tiny pipeline runs are built once).
 PYTEST := $(VENV)/bin/python -m pytest -n 2 --dist loadscope
 
-test: $(STAMP) ## Lint, then every test tier (unit, component, e2e, kfp), as CI runs them
+test: $(STAMP) ## Lint, then every test tier (unit, component, e2e, kfp, mysql), as CI runs them
 	$(VENV)/bin/ruff check .
 	$(PYTEST)
 
-test-fast: $(STAMP) ## Lint and the quick tiers only (skips e2e and kfp), for iteration
+test-fast: $(STAMP) ## Lint and the quick tiers only (skips e2e, kfp and mysql), for iteration
 	$(VENV)/bin/ruff check .
-	$(PYTEST) -m "not e2e and not kfp"
+	$(PYTEST) -m "not e2e and not kfp and not mysql"
 
 lint: $(STAMP) ## Lint with ruff
 	$(VENV)/bin/ruff check .

@@ -1,20 +1,31 @@
-"""Run the DAG on this machine: LocalDagRunner, Beam DirectRunner, SQLite ML Metadata.
+"""Run the DAG on this machine: LocalDagRunner, Beam DirectRunner, ML Metadata in SQLite or MySQL.
 
 Layout under a home folder: ``pipeline_root/`` (artifacts), ``metadata.sqlite``
-(ML Metadata) and ``bucket/`` (published models, unless the config names a
-bucket). This module only chooses the orchestrator and those paths; the
-``shelf-audit run`` command adds the flags, the logs and the summary.
+(ML Metadata, unless the config's ``[metadata]`` section names another file or
+a MySQL/MariaDB server shared by several homes, see :mod:`pipeline.metadata_store`)
+and ``bucket/`` (published models, unless the config names a bucket). This
+module only chooses the orchestrator and those paths; the ``shelf-audit run``
+command adds the flags, the logs and the summary.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import logging
 import os
+from typing import Any
 
+from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
+from tfx.dsl.compiler import constants
+from tfx.orchestration.portable import runtime_parameter_utils
 
 from pipeline import config as config_lib
+from pipeline import metadata_store
 from pipeline.pipeline import create_pipeline, run_inputs
+
+log = logging.getLogger("shelf_audit.run")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,22 +40,58 @@ class LocalPaths:
 
     @property
     def metadata(self) -> str:
-        return os.path.join(self.home, "metadata.sqlite")
+        """The default SQLite file (``metadata.kind = "sqlite"`` without a ``path``)."""
+        return os.path.join(self.home, metadata_store.SQLITE_FILE)
 
     @property
     def bucket(self) -> str:
         return os.path.join(self.home, "bucket")
 
 
-def run(config: config_lib.PipelineConfig, home: str, source_revision: str = "") -> tfx.proto.ConnectionConfig:
+def new_run_id() -> str:
+    """A run id as LocalDagRunner makes them (the start time); the name of the run's ``pipeline_run`` context."""
+    return datetime.datetime.now().isoformat()
+
+
+class _RunIdDagRunner(tfx.orchestration.LocalDagRunner):
+    """LocalDagRunner with a run id chosen by the caller, so the run can be found again in a shared store."""
+
+    def __init__(self, run_id: str):
+        super().__init__()
+        self._run_id = run_id
+
+    def run_with_ir(self, pipeline: Any, run_options: Any = None, **kwargs: Any) -> Any:
+        runtime_parameter_utils.substitute_runtime_parameter(
+            pipeline, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: self._run_id}
+        )
+        return super().run_with_ir(pipeline, run_options=run_options, **kwargs)
+
+
+def run(
+    config: config_lib.PipelineConfig,
+    home: str,
+    source_revision: str = "",
+    metadata_password: str | None = None,
+    run_id: str | None = None,
+) -> metadata_store_pb2.ConnectionConfig:
     """Run the pipeline under ``home``; return the ML Metadata connection it wrote to.
 
+    Args:
+        config: validated pipeline configuration; ``config.metadata`` chooses the store.
+        home: pipeline root, default SQLite file and default bucket live here.
+        source_revision: code revision recorded in the bucket manifest's lineage.
+        metadata_password: the MySQL password (``metadata.kind = "mysql"``), read from the environment by the CLI.
+        run_id: the run's id (default :func:`new_run_id`); the run summary reads the run by it.
+
     Raises:
+        MetadataStoreError: the store cannot be opened (before any stage runs).
         Exception: whatever a failing stage raised.
     """
     paths = LocalPaths(os.path.abspath(home))
     os.makedirs(paths.home, exist_ok=True)
-    connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(paths.metadata)
+    connection = metadata_store.connection_config(config.metadata, paths.home, metadata_password)
+    metadata_store.open_store(connection)  # a wrong host or password fails here, not after ExampleGen
+    run_id = run_id or new_run_id()
     inputs = run_inputs(config, os.path.abspath(config.data.input_base), config.push.bucket or paths.bucket)
     dag = create_pipeline(
         config,
@@ -53,5 +100,13 @@ def run(config: config_lib.PipelineConfig, home: str, source_revision: str = "")
         metadata_connection_config=connection,
         source_revision=source_revision,
     )
-    tfx.orchestration.LocalDagRunner().run(dag)
+    try:
+        _RunIdDagRunner(run_id).run(dag)
+    finally:
+        # Also after a failed stage: the summary of this home then shows where it stopped.
+        try:
+            if not metadata_store.label_run(connection, run_id, paths.pipeline_root):
+                log.warning("run %s left no record in ML Metadata to label with its home", run_id)
+        except Exception as e:  # noqa: BLE001 - never hide the run's own outcome behind this.
+            log.warning("could not label run %s with its home %s in ML Metadata: %s", run_id, paths.home, e)
     return connection
