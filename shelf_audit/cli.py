@@ -20,9 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("shelf_data.synth", "write synthetic shelf photos in the data contract"),
     "pack": ("shelf_data.pack", "pack a folder of labelled photos into the data contract"),
     "inspect": ("shelf_data.inspect", "count photos per span/class/lane/device and draw a contact sheet"),
-    "run": ("shelf_audit.run_cmd", "run the TFX pipeline locally (Beam DirectRunner, SQLite metadata)"),
+    "run": ("shelf_audit.run_cmd", "run the TFX pipeline locally (Beam DirectRunner; ML Metadata in SQLite or MySQL)"),
     "compile": ("shelf_audit.compile_cmd", "write the Kubeflow Pipelines V2 spec (runtime parameters, project image)"),
     "models": ("shelf_audit.models_cmd", "list, show, verify or roll back models in a bucket"),
+    "schedule": ("shelf_audit.schedule_cmd", "create a Kubeflow Pipelines recurring run (cron) of a compiled spec"),
 }
 
 # Exit statuses shared by every subcommand.
@@ -30,6 +31,8 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_NOT_BLESSED = 3
+# `run`: another run holds the home's lock; nothing was done, try later (sysexits' EX_TEMPFAIL).
+EXIT_BUSY = 75
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
