@@ -1,0 +1,442 @@
+"""Drift between the newest span a run reads and the span before it: the ``SpanDrift`` component.
+
+Two kinds of checks, both between span N (the newest span of the run's
+selection) and span P (the newest span present under ``input_base`` before
+N, read or not):
+
+* **feature distributions**, with TFDV: statistics of both span folders
+  (``tfdv.GenerateStatistics`` in the pipeline's Beam, only the compared
+  features), then ``tfdv.validate_statistics(current, schema,
+  previous_statistics=previous)`` on a copy of the curated schema holding
+  only those features, each with the configured drift comparators
+  (``infinity_norm``: the largest change of one value's share;
+  ``jensen_shannon_divergence``). TFDV's ``drift_skew_info`` gives every
+  measured value, drifted or not.
+* **images**, which TFDV does not look into (it only sees encoded bytes):
+  width, height and mean gray brightness of up to ``image_sample`` photos
+  per span (read round-robin across the span's files, decoded as Transform
+  does), compared by the relative change of their mean and 10th, 50th and
+  90th percentiles.
+
+The result is ``drift.json`` in the output artifact (an ``ExampleAnomalies``:
+drift is an anomaly of one span's statistics against another's) plus
+``drifted``, ``current_span`` and ``previous_span`` custom properties. The run
+summary and the published manifest read it. A check above its threshold
+stops the run (before Transform) only with ``stop_on_drift``; the error
+names the feature, the measure and the threshold. With no earlier span
+there is nothing to compare: the report says so and the run goes on.
+"""
+
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import tensorflow as tf
+import tensorflow_data_validation as tfdv
+from absl import logging
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
+from tfx import v1 as tfx
+from tfx.dsl.component.experimental.annotations import BeamComponentParameter, InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.utils import io_utils
+
+from components import example_gen
+from components import spans as spans_lib
+from shelf_data import contract
+
+REPORT_FILE = "drift.json"
+MEASURES = ("infinity_norm", "jensen_shannon_divergence")
+IMAGE_MEASURES = ("width", "height", "brightness")
+IMAGE_STATISTICS = ("mean", "p10", "p50", "p90")
+_TFDV_MEASURE = {
+    anomalies_pb2.DriftSkewInfo.Measurement.L_INFTY: "infinity_norm",
+    anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE: "jensen_shannon_divergence",
+}
+_MAX_VALUE = re.compile(r"The feature value with maximum difference is: (.*)$")
+
+
+class SpanDriftError(RuntimeError):
+    """The newest span drifted from the one before it and ``drift.stop_on_drift`` is true."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The ``[drift]`` config section as the component receives it (a JSON execution parameter)."""
+
+    stop_on_drift: bool = False
+    infinity_norm: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    jensen_shannon_divergence: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    image_relative_change: float = 0.15
+    image_sample: int = 500
+
+    @classmethod
+    def from_json(cls, text: str) -> "Settings":
+        """Parse the parameter; keys of the config section this component does not use are ignored."""
+        raw = json.loads(text)
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in names})
+
+    @property
+    def features(self) -> list[str]:
+        """Every feature with at least one comparator, in first-seen order."""
+        return list(dict.fromkeys([*self.infinity_norm, *self.jensen_shannon_divergence]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One measured difference between the two spans, and its threshold."""
+
+    name: str  # a feature (device_id) or an image measure (image brightness)
+    measure: str  # infinity_norm, jensen_shannon_divergence, or "<statistic> relative change"
+    value: float
+    threshold: float
+    previous: float | None = None
+    current: float | None = None
+    detail: str = ""
+
+    @property
+    def drifted(self) -> bool:
+        """Above the threshold (TFDV's rule too: equal passes)."""
+        return self.value > self.threshold
+
+    def describe(self) -> str:
+        """``device_id: infinity_norm 0.2300 > threshold 0.1000 (largest change: 'zebra-tc52')``."""
+        relation = ">" if self.drifted else "<="
+        text = f"{self.name}: {self.measure} {self.value:.4f} {relation} threshold {self.threshold:.4f}"
+        if self.previous is not None and self.current is not None:
+            text += f" ({self.previous:.1f} -> {self.current:.1f})"
+        if self.detail:
+            text += f" ({self.detail})"
+        return text
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftReport:
+    """The drift of span ``current_span`` against ``previous_span`` (None: nothing to compare)."""
+
+    current_span: int
+    previous_span: int | None
+    checks: tuple[Check, ...] = ()
+    sample_images: Mapping[str, int] = dataclasses.field(default_factory=dict)  # span -> photos decoded
+    stop_on_drift: bool = False
+    note: str = ""
+
+    @property
+    def drifted(self) -> list[Check]:
+        """The checks above their threshold."""
+        return [c for c in self.checks if c.drifted]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``drift.json`` and the manifest's ``drift`` block."""
+        return {
+            "current_span": self.current_span,
+            "previous_span": self.previous_span,
+            "drifted": bool(self.drifted),
+            "stop_on_drift": self.stop_on_drift,
+            "checks": [dict(dataclasses.asdict(c), drifted=c.drifted) for c in self.checks],
+            "sample_images": dict(self.sample_images),
+            "note": self.note,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> "DriftReport":
+        """Inverse of :meth:`to_dict`."""
+        names = {f.name for f in dataclasses.fields(Check)}
+        checks = tuple(Check(**{k: v for k, v in c.items() if k in names}) for c in raw.get("checks", []))
+        return cls(
+            raw["current_span"],
+            raw.get("previous_span"),
+            checks,
+            raw.get("sample_images", {}),
+            raw.get("stop_on_drift", False),
+            raw.get("note", ""),
+        )
+
+    def headline(self) -> str:
+        """One line: what was compared and the verdict."""
+        if self.previous_span is None:
+            return f"drift: span {self.current_span} not compared: {self.note}"
+        verdict = (
+            f"{len(self.drifted)} of {len(self.checks)} checks above threshold"
+            if self.drifted
+            else f"none of {len(self.checks)} checks above threshold"
+        )
+        if self.drifted:
+            verdict += " (run stopped: drift.stop_on_drift = true)" if self.stop_on_drift else " (reported only)"
+        return f"drift: span {self.current_span} vs span {self.previous_span}: {verdict}"
+
+    def error_message(self) -> str:
+        """The message that stops a run: every drifted check, named."""
+        return (
+            f"span {self.current_span} drifted from span {self.previous_span} and drift.stop_on_drift is true; "
+            "run stopped before Transform:\n  " + "\n  ".join(c.describe() for c in self.drifted)
+        )
+
+
+# --- Feature distributions (TFDV) ---------------------------------------------------
+
+
+def drift_schema(schema: schema_pb2.Schema, settings: Settings) -> schema_pb2.Schema:
+    """A copy of ``schema`` with only the compared features, each with its drift comparators.
+
+    Integer features are marked categorical in the copy so TFDV counts their values
+    (``infinity_norm`` compares value shares).
+
+    Raises:
+        ValueError: a compared feature is not in the schema.
+    """
+    known = {f.name: f for f in schema.feature}
+    missing = [f for f in settings.features if f not in known]
+    if missing:
+        raise ValueError(f"drift compares {missing}, which the schema does not have (features: {sorted(known)})")
+    copy = schema_pb2.Schema()
+    copy.CopyFrom(schema)
+    del copy.feature[:]
+    for name in settings.features:
+        feature = copy.feature.add()
+        feature.CopyFrom(known[name])
+        if feature.type == schema_pb2.INT:
+            feature.int_domain.is_categorical = True
+        if name in settings.infinity_norm:
+            feature.drift_comparator.infinity_norm.threshold = settings.infinity_norm[name]
+        if name in settings.jensen_shannon_divergence:
+            feature.drift_comparator.jensen_shannon_divergence.threshold = settings.jensen_shannon_divergence[name]
+    return copy
+
+
+def compare_statistics(
+    previous: statistics_pb2.DatasetFeatureStatisticsList,
+    current: statistics_pb2.DatasetFeatureStatisticsList,
+    schema: schema_pb2.Schema,
+) -> list[Check]:
+    """TFDV's drift comparison of two spans' statistics under ``schema`` (from :func:`drift_schema`)."""
+    anomalies = tfdv.validate_statistics(current, schema, previous_statistics=previous)
+    details = {}
+    for key, info in anomalies.anomaly_info.items():
+        match = _MAX_VALUE.search(info.description)
+        if match:
+            details[key] = f"largest change: {match[1]!r}"
+    checks = []
+    for info in anomalies.drift_skew_info:
+        name = ".".join(info.path.step)
+        for m in info.drift_measurements:
+            measure = _TFDV_MEASURE.get(m.type, anomalies_pb2.DriftSkewInfo.Measurement.Type.Name(m.type).lower())
+            checks.append(Check(name, measure, float(m.value), float(m.threshold), detail=details.get(name, "")))
+    order = {name: i for i, name in enumerate(f.name for f in schema.feature)}
+    return sorted(checks, key=lambda c: (order.get(c.name, len(order)), c.measure))
+
+
+def span_statistics(
+    patterns: Mapping[int, str],
+    schema: schema_pb2.Schema,
+    pipeline: beam.Pipeline,
+    out_dir: str,
+) -> dict[int, statistics_pb2.DatasetFeatureStatisticsList]:
+    """TFDV statistics of each span's files (``span -> file pattern``), in one run of ``pipeline``.
+
+    Only the features of ``schema`` are decoded: the image bytes are skipped.
+    """
+    from tfx_bsl.public import tfxio
+
+    options = tfdv.StatsOptions(schema=schema, feature_allowlist=[f.name for f in schema.feature])
+    paths = {span: os.path.join(out_dir, f"span-{span}", "FeatureStats.pb") for span in patterns}
+    with pipeline as p:
+        for span, pattern in patterns.items():
+            source = tfxio.TFExampleRecord(file_pattern=pattern, schema=schema, telemetry_descriptors=["shelf_audit"])
+            _ = (
+                p
+                | f"Read[span-{span}]" >> source.BeamSource()
+                | f"Statistics[span-{span}]" >> tfdv.GenerateStatistics(options)
+                | f"Write[span-{span}]" >> tfdv.WriteStatisticsToBinaryFile(paths[span])
+            )
+    return {span: tfdv.load_stats_binary(path) for span, path in paths.items()}
+
+
+# --- Images ---------------------------------------------------------------------
+
+
+def sample_images(file_pattern: str, limit: int) -> list[bytes]:
+    """Up to ``limit`` encoded images of the files matching ``file_pattern``, taken round-robin across files."""
+    files = sorted(tf.io.gfile.glob(file_pattern))
+    readers: list[Iterator[tf.Tensor]] = [
+        iter(tf.data.TFRecordDataset(f, compression_type="GZIP" if f.endswith(".gz") else "")) for f in files
+    ]
+    images: list[bytes] = []
+    while readers and len(images) < limit:
+        for reader in list(readers):
+            raw = next(reader, None)
+            if raw is None:
+                readers.remove(reader)
+                continue
+            feature = tf.train.Example.FromString(raw.numpy()).features.feature.get(contract.IMAGE_KEY)
+            if feature is not None and feature.bytes_list.value:
+                images.append(feature.bytes_list.value[0])
+            if len(images) >= limit:
+                break
+    return images
+
+
+@tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+def _measure(encoded: tf.Tensor) -> tf.Tensor:
+    # The same decode as Transform and the DataGate: to one gray channel.
+    image = tf.io.decode_image(encoded, channels=1, expand_animations=False)
+    shape = tf.cast(tf.shape(image), tf.float32)
+    return tf.stack([shape[1], shape[0], tf.reduce_mean(tf.cast(image, tf.float32))])
+
+
+def image_measures(images: Iterable[bytes]) -> dict[str, np.ndarray]:
+    """Width, height and mean gray brightness (0..255) of each image; undecodable ones are left out."""
+    rows = []
+    for encoded in images:
+        try:
+            rows.append(_measure(tf.constant(encoded)).numpy())
+        except (tf.errors.InvalidArgumentError, ValueError):
+            continue  # the DataGate names undecodable records; drift only measures photos
+    table = np.array(rows, dtype=np.float64).reshape(-1, 3)
+    return {name: table[:, i] for i, name in enumerate(IMAGE_MEASURES)}
+
+
+def summarize_images(measures: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Mean and 10th, 50th, 90th percentiles of each image measure (empty when there are no images)."""
+    summary = {}
+    for name, values in measures.items():
+        if len(values):
+            p10, p50, p90 = np.percentile(values, [10, 50, 90])
+            summary[name] = {"mean": float(values.mean()), "p10": float(p10), "p50": float(p50), "p90": float(p90)}
+    return summary
+
+
+def compare_images(
+    previous: Mapping[str, Mapping[str, float]], current: Mapping[str, Mapping[str, float]], threshold: float
+) -> list[Check]:
+    """One check per image measure: the statistic with the largest relative change.
+
+    Relative change is ``|current - previous| / max(|previous|, 1)`` (pixels and
+    gray levels: the floor keeps a near-black span from dividing by ~0).
+    """
+    checks = []
+    for name in IMAGE_MEASURES:
+        if name not in previous or name not in current:
+            continue
+        changes = {
+            stat: abs(current[name][stat] - previous[name][stat]) / max(abs(previous[name][stat]), 1.0)
+            for stat in IMAGE_STATISTICS
+        }
+        worst = max(IMAGE_STATISTICS, key=lambda s: changes[s])
+        checks.append(
+            Check(
+                f"image {name}",
+                f"{worst} relative change",
+                changes[worst],
+                threshold,
+                previous=previous[name][worst],
+                current=current[name][worst],
+            )
+        )
+    return checks
+
+
+# --- The whole check ------------------------------------------------------------------
+
+
+def previous_span(present: Sequence[int], current: int) -> int | None:
+    """The newest span of ``present`` before ``current``, or None."""
+    earlier = [s for s in present if s < current]
+    return max(earlier) if earlier else None
+
+
+def span_pattern(input_base: str, split_pattern: str, span: int) -> str:
+    """The full file pattern of one span, resolved by TFX's input processor (``{VERSION}`` too)."""
+    one = spans_lib.SpanSelection(spans_lib.RANGE, first=span, last=span)
+    resolution = example_gen.resolve(input_base, example_gen.input_config(split_pattern), one)
+    return os.path.join(input_base, resolution.patterns[0])
+
+
+def check_drift(
+    input_base: str,
+    split_pattern: str,
+    current: int,
+    schema: schema_pb2.Schema,
+    settings: Settings,
+    pipeline: beam.Pipeline | None,
+    out_dir: str,
+) -> DriftReport:
+    """Compare span ``current`` with the span before it under ``input_base``.
+
+    Args:
+        input_base: the folder holding the spans.
+        split_pattern: ExampleGen's split pattern (``span-{SPAN}/*.tfrecord*``).
+        current: the newest span of the run.
+        schema: the curated schema.
+        settings: thresholds and sample size.
+        pipeline: the Beam pipeline for TFDV's statistics (unused when there is no previous span).
+        out_dir: where both spans' statistics are written.
+    """
+    present = example_gen.spans_present(input_base, example_gen.input_config(split_pattern).splits[0])
+    previous = previous_span(present, current)
+    if previous is None:
+        note = f"no span before {current} under {input_base} (spans present: {spans_lib.format_spans(present)})"
+        return DriftReport(current, None, stop_on_drift=settings.stop_on_drift, note=note)
+    patterns = {span: span_pattern(input_base, split_pattern, span) for span in (previous, current)}
+    checks: list[Check] = []
+    if settings.features:
+        if pipeline is None:
+            raise ValueError("comparing feature distributions needs a Beam pipeline")
+        copy = drift_schema(schema, settings)
+        statistics = span_statistics(patterns, copy, pipeline, out_dir)
+        checks += compare_statistics(statistics[previous], statistics[current], copy)
+    images = {span: image_measures(sample_images(patterns[span], settings.image_sample)) for span in patterns}
+    summaries = {span: summarize_images(m) for span, m in images.items()}
+    checks += compare_images(summaries[previous], summaries[current], settings.image_relative_change)
+    sampled = {str(span): int(len(m["width"])) for span, m in images.items()}
+    return DriftReport(current, previous, tuple(checks), sampled, settings.stop_on_drift)
+
+
+def write_report(report: DriftReport, uri: str) -> str:
+    """Write ``drift.json`` under ``uri``; return its path."""
+    tf.io.gfile.makedirs(uri)
+    path = os.path.join(uri, REPORT_FILE)
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+    return path
+
+
+def read_report(uri: str) -> dict[str, Any] | None:
+    """``drift.json`` of a SpanDrift output artifact, or None when there is none."""
+    path = os.path.join(uri, REPORT_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.loads(f.read())
+
+
+@component(use_beam=True)
+def SpanDrift(  # noqa: N802
+    examples: InputArtifact[tfx.types.standard_artifacts.Examples],
+    schema: InputArtifact[tfx.types.standard_artifacts.Schema],
+    drift: OutputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
+    input_base: Parameter[str],
+    split_pattern: Parameter[str],
+    settings: Parameter[str],
+    beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
+) -> None:
+    """Compare the newest span of ``examples`` with the span before it; raise SpanDriftError if asked to."""
+    config = Settings.from_json(settings)
+    read = example_gen.examples_spans(examples)
+    if not read:
+        raise ValueError(f"the Examples artifact {examples.uri} has no span property: cannot tell the newest span")
+    curated = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(schema.uri))
+    report = check_drift(input_base, split_pattern, read[-1], curated, config, beam_pipeline, drift.uri)
+    write_report(report, drift.uri)
+    drift.set_int_custom_property("drifted", int(bool(report.drifted)))
+    drift.set_int_custom_property("current_span", report.current_span)
+    if report.previous_span is not None:
+        drift.set_int_custom_property("previous_span", report.previous_span)
+    logging.info("%s\n  %s", report.headline(), "\n  ".join(c.describe() for c in report.checks))
+    if report.drifted and config.stop_on_drift:
+        raise SpanDriftError(report.error_message())

@@ -1,0 +1,95 @@
+"""Kubeflow V2 ``preCacheCheck`` of the span-window ExampleGen: ``python -m components.example_gen_driver``.
+
+TFX compiles every file-based ExampleGen with the hook
+``python -m tfx.orchestration.kubeflow.v2.file_based_example_gen.driver``;
+:func:`pipeline.kubeflow_runner.compile_spec` points it here instead, with
+the same arguments. This driver
+
+1. reads the ``range_config`` runtime parameter: ``""`` (latest span),
+   RangeConfig JSON (``static_range`` or ``rolling_range``, any length) or the
+   short forms ``latest``, ``last:K``, ``A-B``;
+2. resolves it to the spans present under ``input_base``
+   (:func:`components.example_gen.resolve`);
+3. runs TFX's driver (``_run_driver``) unchanged for the newest of those
+   spans, given as a one-span ``static_range``, which TFX handles;
+4. widens what TFX wrote to the whole window: the split pattern lists every
+   span, the fingerprint covers them all, ``range_config`` becomes the
+   concrete static range, and the Examples artifact gets ``spans``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from absl import app, logging
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+from tfx.components.example_gen import utils
+from tfx.dsl.io import fileio
+from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
+from tfx.orchestration.kubeflow.v2.file_based_example_gen import driver as tfx_kfp_driver
+from tfx.types import standard_component_specs
+
+from components import example_gen, spans
+
+# The module TFX puts in the hook, and ours.
+TFX_DRIVER_MODULE = "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver"
+DRIVER_MODULE = "components.example_gen_driver"
+
+
+def _set_parameter(executor_input: pipeline_spec_pb2.ExecutorInput, name: str, text: str) -> None:
+    """Set a string input parameter in both the 2.1 and the deprecated map (whichever the launcher filled)."""
+    executor_input.inputs.parameter_values[name].string_value = text
+    if name in executor_input.inputs.parameters:
+        executor_input.inputs.parameters[name].string_value = text
+
+
+def run_driver(
+    executor_input: pipeline_spec_pb2.ExecutorInput,
+    component_inputs_spec: pipeline_spec_pb2.ComponentInputsSpec | None = None,
+) -> example_gen.Resolution:
+    """Resolve the span window, run TFX's driver for its newest span, write the widened ExecutorOutput.
+
+    Raises:
+        ValueError: a bad ``range_config``, or no span present in the window (the message names both).
+    """
+    exec_properties = kubeflow_v2_entrypoint_utils.parse_execution_properties(
+        executor_input.inputs.parameter_values, executor_input.inputs.parameters, component_inputs_spec
+    )
+    config, resolution = example_gen.resolve_exec_properties(exec_properties)
+    logging.info(
+        "range_config %r -> spans %s", exec_properties.get(example_gen.RANGE_CONFIG_KEY), resolution.spans_text
+    )
+
+    newest = copy.deepcopy(executor_input)
+    _set_parameter(newest, example_gen.RANGE_CONFIG_KEY, spans.static_json([resolution.span]))
+    tfx_kfp_driver._run_driver(newest, component_inputs_spec)  # noqa: SLF001 - TFX's driver, unchanged
+
+    path = executor_input.outputs.output_file
+    output = pipeline_spec_pb2.ExecutorOutput()
+    with fileio.open(path, "r") as f:
+        json_format.Parse(f.read(), output)
+    properties = resolution.exec_properties(config)
+    for key in (example_gen.INPUT_CONFIG_KEY, example_gen.RANGE_CONFIG_KEY, utils.FINGERPRINT_PROPERTY_NAME):
+        output.parameter_values[key].string_value = properties[key]
+    for artifact in output.artifacts[standard_component_specs.EXAMPLES_KEY].artifacts:
+        artifact.metadata[utils.FINGERPRINT_PROPERTY_NAME] = resolution.fingerprint
+        artifact.metadata[example_gen.SPANS_PROPERTY] = resolution.spans_text
+    with fileio.open(path, "w") as f:
+        f.write(json_format.MessageToJson(output, sort_keys=True))
+    return resolution
+
+
+def main(args) -> None:  # noqa: ANN001 - absl passes TFX's parsed flags
+    """Entry point: the same flags as TFX's driver."""
+    executor_input = pipeline_spec_pb2.ExecutorInput()
+    json_format.Parse(args.json_serialized_invocation_args, executor_input, ignore_unknown_fields=True)
+    inputs_spec = None
+    if getattr(args, "json_serialized_inputs_spec_args", None):
+        inputs_spec = pipeline_spec_pb2.ComponentInputsSpec()
+        json_format.Parse(args.json_serialized_inputs_spec_args, inputs_spec, ignore_unknown_fields=True)
+    run_driver(executor_input, inputs_spec)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=tfx_kfp_driver._parse_flags)  # noqa: SLF001
