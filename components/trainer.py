@@ -20,6 +20,8 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils
 
+from components import splits
+
 EPOCHS_KEY = "epochs"
 CUSTOM_CONFIG_KEY = standard_component_specs.CUSTOM_CONFIG_KEY
 
@@ -85,8 +87,10 @@ class Trainer(base_component.BaseComponent):
             examples=examples,
             transform_graph=transform_graph,
             schema=schema,
-            train_args=trainer_pb2.TrainArgs(),
-            eval_args=trainer_pb2.EvalArgs(),
+            # Fit on train; early stopping, the LR schedule and the best checkpoint watch
+            # validation. The eval split is left for the gate.
+            train_args=trainer_pb2.TrainArgs(splits=[splits.TRAIN]),
+            eval_args=trainer_pb2.EvalArgs(splits=[splits.VALIDATION]),
             run_fn=run_fn,
             custom_config=json_utils.dumps(custom_config),
             epochs=epochs,
