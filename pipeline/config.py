@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import tomli
 
+from components import spans as spans_lib
 from components.variants import VARIANTS
 from shelf_data.contract import LABELS
 from shelf_model.hparams import TrainingConfig
 
 ALLOWED_SLICES = ("label", "lane_id", "device_id", "lighting")
+# Features every record has (TFX needs the partition feature in each one); "" = none.
+PARTITION_FEATURES = ("", "lane_id", "device_id")
+# Features whose distribution drift.infinity_norm / drift.jensen_shannon_divergence may compare between spans.
+DRIFT_FEATURES = ("label", "lane_id", "device_id", "lighting")
 
 
 class ConfigError(ValueError):
@@ -31,12 +37,17 @@ class DataConfig:
     """Where the photos are and which spans and split to use."""
 
     input_base: str = "data/demo"
-    # None = the latest span; otherwise an inclusive range of spans.
-    span_from: int | None = None
-    span_to: int | None = None
-    # Deterministic hash split: train_buckets : eval_buckets.
-    train_buckets: int = 4
+    # Which spans: "latest", "last:K" (the K newest) or "A-B" / "N" (inclusive); see components/spans.py.
+    spans: str = "latest"
+    # Deterministic hash split train : validation : eval (see components/splits.py): the
+    # Trainer fits on train and watches validation; the gate sees only eval.
+    train_buckets: int = 8
+    validation_buckets: int = 1
     eval_buckets: int = 1
+    # Hash on this feature instead of the whole example, so that every photo with one
+    # value lands in one split (e.g. "lane_id": near-duplicate shots of a lane stay
+    # together). "" hashes each photo on its own.
+    partition_feature: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +97,43 @@ class KubeflowConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class MetadataConfig:
+    """Where a local run keeps ML Metadata: SQLite under the home, or a MySQL/MariaDB server several homes share.
+
+    The password is never in the config: ``password_env`` names the environment
+    variable that holds it. Ignored by Kubeflow, which brings its own store.
+    """
+
+    kind: str = "sqlite"  # "sqlite" or "mysql"
+    path: str = ""  # sqlite: the database file; empty: <home>/metadata.sqlite
+    host: str = ""  # mysql: the server (an IP such as 127.0.0.1 for a local one; "localhost" means a Unix socket)
+    port: int = 3306
+    database: str = ""  # created on first use when the user may
+    user: str = ""
+    password_env: str = "SHELF_AUDIT_MYSQL_PASSWORD"
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftConfig:
+    """Drift between the newest span read and the span before it (components/drift.py)."""
+
+    enabled: bool = True
+    # true: drift above a threshold stops the run before Transform; false: it is reported only.
+    stop_on_drift: bool = False
+    # TFDV drift comparators, per feature: the largest allowed L-infinity distance between the
+    # two spans' value shares (the biggest change of any one value's share, 0..1) ...
+    infinity_norm: Mapping[str, float] = dataclasses.field(
+        default_factory=lambda: {"label": 0.1, "device_id": 0.1, "lighting": 0.1}
+    )
+    # ... and the largest allowed Jensen-Shannon divergence (0..1) of the two distributions.
+    jensen_shannon_divergence: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    # Image width, height and mean brightness, from a sample of each span: the largest allowed
+    # relative change of their mean, 10th, 50th or 90th percentile.
+    image_relative_change: float = 0.15
+    image_sample: int = 500
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """The whole configuration of one pipeline."""
 
@@ -95,6 +143,8 @@ class PipelineConfig:
     gate: GateConfig = dataclasses.field(default_factory=GateConfig)
     push: PushConfig = dataclasses.field(default_factory=PushConfig)
     kubeflow: KubeflowConfig = dataclasses.field(default_factory=KubeflowConfig)
+    metadata: MetadataConfig = dataclasses.field(default_factory=MetadataConfig)
+    drift: DriftConfig = dataclasses.field(default_factory=DriftConfig)
     beam_args: Sequence[str] = ("--direct_num_workers=1",)
 
     def replace(self, **sections: Any) -> PipelineConfig:
@@ -110,6 +160,15 @@ _SECTIONS = {
     "gate": GateConfig,
     "push": PushConfig,
     "kubeflow": KubeflowConfig,
+    "metadata": MetadataConfig,
+    "drift": DriftConfig,
+}
+
+
+# Keys of older configs and what replaced them.
+_REPLACED = {
+    "data.span_from": 'data.spans ("latest", "last:K", "A-B" or "N"; e.g. spans = "3-5")',
+    "data.span_to": 'data.spans ("latest", "last:K", "A-B" or "N"; e.g. spans = "3-5")',
 }
 
 
@@ -156,6 +215,11 @@ def _coerce(key: str, value: Any, field: dataclasses.Field) -> Any:
 def _build(cls: type, table: Mapping[str, Any], prefix: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(table) - set(fields))
+    for key in unknown:
+        if prefix + key in _REPLACED:
+            raise ConfigError(
+                f"{prefix}{key} was replaced by {_REPLACED[prefix + key]}. Received {prefix}{key}={table[key]!r}"
+            )
     if unknown:
         raise ConfigError(f"unknown key {prefix}{unknown[0]} (known: {', '.join(sorted(fields))})")
     kwargs = {name: _coerce(prefix + name, value, fields[name]) for name, value in table.items()}
@@ -180,15 +244,17 @@ def validate(config: PipelineConfig) -> None:
         raise _fail("name", config.name, "must be letters, digits, '-' or '_'")
     if not d.input_base:
         raise _fail("data.input_base", d.input_base, "must not be empty")
-    if (d.span_from is None) != (d.span_to is None):
-        raise ConfigError(
-            f"data.span_from and data.span_to go together. Received span_from={d.span_from}, span_to={d.span_to}"
-        )
-    if d.span_from is not None and not 0 <= d.span_from <= d.span_to:
-        raise _fail("data.span_from", d.span_from, f"must be >= 0 and <= data.span_to ({d.span_to})")
-    for key in ("train_buckets", "eval_buckets"):
+    try:
+        spans_lib.parse(d.spans)
+    except ValueError as e:
+        raise _fail("data.spans", d.spans, str(e)) from None
+    for key in ("train_buckets", "validation_buckets", "eval_buckets"):
         if getattr(d, key) < 1:
             raise _fail(f"data.{key}", getattr(d, key), "must be >= 1")
+    if d.partition_feature not in PARTITION_FEATURES:
+        raise _fail(
+            "data.partition_feature", d.partition_feature, f"must be one of {', '.join(map(repr, PARTITION_FEATURES))}"
+        )
     if t.weights not in ("none", "imagenet") and not t.weights.endswith(".h5"):
         raise _fail("training.weights", t.weights, "must be 'none', 'imagenet' or a path to a .h5 weights file")
     if t.image_size < 32:
@@ -243,6 +309,52 @@ def validate(config: PipelineConfig) -> None:
     if k.trainer_gpu_count and not k.trainer_gpu_type:
         raise _fail(
             "kubeflow.trainer_gpu_type", k.trainer_gpu_type, "must name the accelerator when trainer_gpu_count > 0"
+        )
+    _validate_metadata(config.metadata)
+    _validate_drift(config.drift)
+
+
+def _validate_drift(d: DriftConfig) -> None:
+    for measure in ("infinity_norm", "jensen_shannon_divergence"):
+        for feature, threshold in getattr(d, measure).items():
+            if feature not in DRIFT_FEATURES:
+                raise ConfigError(
+                    f"drift.{measure} names unknown feature {feature!r} (features: {', '.join(DRIFT_FEATURES)})"
+                )
+            if not 0 < threshold <= 1:
+                raise _fail(f"drift.{measure}.{feature}", threshold, "must be in (0, 1]")
+    if d.image_relative_change <= 0:
+        raise _fail("drift.image_relative_change", d.image_relative_change, "must be > 0")
+    if not 1 <= d.image_sample <= 10_000:
+        raise _fail("drift.image_sample", d.image_sample, "must be in [1, 10000]")
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DATABASE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+def _validate_metadata(m: MetadataConfig) -> None:
+    if m.kind not in ("sqlite", "mysql"):
+        raise _fail("metadata.kind", m.kind, "must be 'sqlite' or 'mysql'")
+    if m.kind == "sqlite":
+        for key in ("host", "database", "user"):
+            if getattr(m, key):
+                raise _fail(f"metadata.{key}", getattr(m, key), "only applies to metadata.kind = 'mysql'")
+        return
+    if m.path:
+        raise _fail("metadata.path", m.path, "only applies to metadata.kind = 'sqlite'")
+    for key in ("host", "database", "user"):
+        if not getattr(m, key):
+            raise _fail(f"metadata.{key}", getattr(m, key), "must be set when metadata.kind = 'mysql'")
+    if not 1 <= m.port <= 65535:
+        raise _fail("metadata.port", m.port, "must be in [1, 65535]")
+    if not _DATABASE_NAME.fullmatch(m.database):
+        raise _fail("metadata.database", m.database, "must be 1 to 64 letters, digits or '_'")
+    if not _ENV_NAME.fullmatch(m.password_env):
+        raise _fail(
+            "metadata.password_env",
+            m.password_env,
+            "must name an environment variable (letters, digits, '_'; the password itself never goes in the config)",
         )
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from pathlib import Path
+from typing import Any
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
@@ -15,16 +17,25 @@ from tfx.utils import proto_utils
 
 import shelf_data
 import shelf_model
+from components import spans as spans_lib
+from components import splits
 from components.data_gate import DataGate
+from components.drift import SpanDrift
+from components.example_gen import SpanWindowExampleGen, resolve_range_config_json
 from components.schema_importer import CuratedSchemaGen, package_schema_uri
 from components.tflite_pusher import TFLitePusher
 from components.trainer import Trainer
+from pipeline import inputs_digest as digest_lib
 from pipeline.config import DataConfig, GateConfig, PipelineConfig
 from pipeline.eval_config import build_eval_config
+
+log = logging.getLogger("shelf_audit.pipeline")
 
 PREPROCESSING_FN = "shelf_model.preprocessing.preprocessing_fn"
 RUN_FN = "shelf_model.trainer.run_fn"
 SCHEMA_PACKAGE, SCHEMA_NAME = "shelf_data", "schema.pbtxt"
+# ImportExampleGen's one input split; the inputs digest fingerprints the spans through the same pattern.
+SPLIT_NAME, SPLIT_PATTERN = "single_split", "span-{SPAN}/*.tfrecord*"
 
 
 def code_fingerprint() -> str:
@@ -54,17 +65,31 @@ class RunInputs:
     """
 
     input_base: Value  # folder holding span-N/*.tfrecord.gz
-    range_config: Value  # RangeConfig JSON; "" means the latest span
+    range_config: Value  # RangeConfig JSON ("" = the latest span); on a local run, the concrete static range
     bucket: Value  # model bucket
     epochs: Value
 
 
 def range_config_json(data: DataConfig) -> str:
-    """The config's span selection as RangeConfig JSON ("" for the latest span)."""
-    if data.span_from is None:
-        return ""
-    static = {"start_span_number": data.span_from, "end_span_number": data.span_to}
-    return json.dumps({"static_range": static}, sort_keys=True)
+    """The config's span selection (``data.spans``) as RangeConfig JSON ("" for the latest span).
+
+    ``last:K`` is a ``rolling_range``: resolved against the spans present when ExampleGen runs.
+    """
+    return spans_lib.to_json(spans_lib.parse(data.spans))
+
+
+def resolved_range_config(data: DataConfig, input_base: str) -> str:
+    """The span selection resolved against the spans under ``input_base``: a static range, first to last span read.
+
+    With no matching span yet the selection stays as configured (logged): ExampleGen resolves it
+    when it runs and names the folder and the spans present if there is still nothing to read.
+    """
+    selection = range_config_json(data)
+    try:
+        return resolve_range_config_json(input_base, selection, SPLIT_PATTERN)
+    except ValueError as e:
+        log.warning("span selection %s not resolved while building the pipeline: %s", data.spans, e)
+        return selection
 
 
 def run_inputs(config: PipelineConfig, data_root: str | None = None, bucket: str | None = None) -> RunInputs:
@@ -76,12 +101,56 @@ def run_inputs(config: PipelineConfig, data_root: str | None = None, bucket: str
     bucket = bucket or config.push.bucket
     if not bucket:
         raise ValueError("no model bucket: set push.bucket in the config or pass bucket=")
+    input_base = data_root or config.data.input_base
     return RunInputs(
-        input_base=data_root or config.data.input_base,
-        range_config=range_config_json(config.data),
+        input_base=input_base,
+        range_config=resolved_range_config(config.data, input_base),
         bucket=bucket,
         epochs=config.training.epochs,
     )
+
+
+def inputs_digest(config: PipelineConfig, inputs: RunInputs) -> digest_lib.InputsDigest:
+    """The inputs digest of a run (:mod:`pipeline.inputs_digest`): selected spans, code and config.
+
+    ``inputs`` must hold concrete values (a local run), not runtime parameters.
+
+    Raises:
+        ValueError: no span matches the selection, or ``inputs`` holds runtime parameters.
+    """
+    if not isinstance(inputs.input_base, str) or not isinstance(inputs.range_config, str):
+        raise ValueError("the inputs digest needs concrete input_base and range_config, not runtime parameters")
+    return digest_lib.compute(
+        config, inputs.input_base, inputs.range_config, code_fingerprint(), SPLIT_PATTERN, SPLIT_NAME
+    )
+
+
+def _digest_for_manifest(config: PipelineConfig, inputs: RunInputs) -> str:
+    """The digest recorded by the pusher; "" when it cannot be known at construction (logged, never silent)."""
+    if isinstance(inputs.input_base, data_types.RuntimeParameter) or isinstance(
+        inputs.range_config, data_types.RuntimeParameter
+    ):
+        return ""  # a compiled spec: the data is only known on the cluster
+    try:
+        return inputs_digest(config, inputs).digest
+    except Exception as e:  # noqa: BLE001 - the digest is a record: without it the run still runs, and says why
+        log.warning("inputs digest not recorded (the manifest's lineage will lack it): %s", e)
+        return ""
+
+
+def split_buckets(data: DataConfig) -> dict[str, int]:
+    """Hash buckets per split, in ExampleGen's order."""
+    return {
+        splits.TRAIN: data.train_buckets,
+        splits.VALIDATION: data.validation_buckets,
+        splits.EVAL: data.eval_buckets,
+    }
+
+
+def split_settings(config: PipelineConfig) -> dict[str, Any]:
+    """How the photos are split, for the manifest and the summary: buckets, grouping feature, training seed."""
+    d = config.data
+    return {"buckets": split_buckets(d), "partition_feature": d.partition_feature, "seed": config.training.seed}
 
 
 def _range_config(value: Value) -> range_config_pb2.RangeConfig | data_types.RuntimeParameter | None:
@@ -122,26 +191,30 @@ def create_pipeline(
     d, t, g, p = config.data, config.training, config.gate, config.push
     fingerprint = code_fingerprint()
 
-    # Photos of the latest span (or a span range), hash-split into train/eval.
-    example_gen = tfx.components.ImportExampleGen(
+    # Photos of the selected spans (latest, last K, a range), hash-split into train/validation/eval.
+    example_gen = SpanWindowExampleGen(
         input_base=inputs.input_base,
         input_config=example_gen_pb2.Input(
-            splits=[example_gen_pb2.Input.Split(name="single_split", pattern="span-{SPAN}/*.tfrecord*")]
+            splits=[example_gen_pb2.Input.Split(name=SPLIT_NAME, pattern=SPLIT_PATTERN)]
         ),
         output_config=example_gen_pb2.Output(
             split_config=example_gen_pb2.SplitConfig(
                 splits=[
-                    example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=d.train_buckets),
-                    example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=d.eval_buckets),
-                ]
+                    example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=buckets)
+                    for name, buckets in split_buckets(d).items()
+                ],
+                partition_feature_name=d.partition_feature or None,
             )
         ),
         range_config=_range_config(inputs.range_config),
-    )
+    ).with_id("ImportExampleGen")
     # Statistics, the curated schema, and the anomalies between them.
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = CuratedSchemaGen(schema_file=schema_file or package_schema_uri(SCHEMA_PACKAGE, SCHEMA_NAME)).with_id(
         "ImportSchemaGen"
+    )
+    # With the schema, TFDV counts the categorical label exactly per split (the summary's split table).
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"]
     )
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
@@ -156,6 +229,18 @@ def create_pipeline(
         custom_config={"image_size": t.image_size, "code_fingerprint": fingerprint},
     )
     transform.add_upstream_node(data_gate)
+    # The newest span against the one before it: reported, and stops the run only with drift.stop_on_drift.
+    span_drift = None
+    if config.drift.enabled:
+        span_drift = SpanDrift(
+            examples=example_gen.outputs["examples"],
+            schema=schema_gen.outputs["schema"],
+            input_base=inputs.input_base,
+            split_pattern=SPLIT_PATTERN,
+            settings=json.dumps(dataclasses.asdict(config.drift), sort_keys=True),
+        ).with_id("SpanDrift")
+        if config.drift.stop_on_drift:
+            transform.add_upstream_node(span_drift)
     # MobileNetV3Small on the transformed pixels.
     trainer = Trainer(
         run_fn=RUN_FN,
@@ -174,6 +259,7 @@ def create_pipeline(
     # The gate: class-weighted recall, per-class floors, no drop against the baseline.
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
+        example_splits=[splits.EVAL],  # photos the Trainer never looked at
         model=trainer.outputs["model"],
         baseline_model=baseline_resolver.outputs["model"],
         eval_config=gate_eval_config(g),
@@ -184,6 +270,11 @@ def create_pipeline(
         model_blessing=evaluator.outputs["blessing"],
         transformed_examples=transform.outputs["transformed_examples"],
         model_evaluation=evaluator.outputs["evaluation"],
+        examples=example_gen.outputs["examples"],  # lineage: spans and ExampleGen artifact ids
+        inputs_digest=_digest_for_manifest(config, inputs),
+        drift=span_drift.outputs["drift"] if span_drift is not None else None,
+        statistics=statistics_gen.outputs["statistics"],  # photos per split and class
+        split_settings=split_settings(config),
         bucket=inputs.bucket,
         model_name=p.model_name,
         variants=list(p.variants),
@@ -200,6 +291,7 @@ def create_pipeline(
         schema_gen,
         example_validator,
         data_gate,
+        *([span_drift] if span_drift is not None else []),
         transform,
         trainer,
         baseline_resolver,

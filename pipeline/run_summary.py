@@ -9,13 +9,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+from collections.abc import Mapping
 from typing import Any
 
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
+from components import split_stats
+from components.drift import DriftReport, read_report
+from components.example_gen import SPANS_PROPERTY
+from components.spans import format_spans
 from pipeline.eval_config import WEIGHTED_RECALL, class_recall_name
+from pipeline.metadata_store import PIPELINE_RUN_CONTEXT, run_pipeline_root
 from shelf_data.contract import LABELS
 
 # Slices smaller than this are too noisy to call "worst"; they stay in the TFMA output.
@@ -31,6 +38,7 @@ class Stage:
     state: str  # COMPLETE, CACHED, FAILED, ...
     seconds: float
     outputs: dict[str, list[metadata_store_pb2.Artifact]]
+    execution_id: int = 0  # the ML Metadata execution
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +64,17 @@ class RunSummary:
     failures: list[str]
     evaluation_uri: str | None
     pushed: dict[str, Any] | None
+    # ExampleGen's artifacts of this run (what the model was trained and evaluated on), by span.
+    examples: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # SpanDrift's drift.json (components/drift.py), when it ran.
+    drift: dict[str, Any] | None = None
+    # Split ratios, grouping, seed and photos per split and class (components/split_stats.py).
+    splits: dict[str, Any] | None = None
+
+    @property
+    def spans(self) -> list[int]:
+        """The spans the run's model was trained and evaluated on, ascending."""
+        return sorted({s for e in self.examples for s in e.get("spans") or [e["span"]] if s is not None})
 
     def stage(self, node_id: str) -> Stage | None:
         """The stage of ``node_id``, if it ran."""
@@ -70,19 +89,63 @@ def _custom(artifact: metadata_store_pb2.Artifact, key: str) -> Any:
     return getattr(value, kind) if kind else None
 
 
-def read_stages(store: Any, pipeline_name: str) -> tuple[str, list[Stage]]:
-    """Executions of the latest run of ``pipeline_name``, in execution order."""
+def _spans_read(artifact: metadata_store_pb2.Artifact) -> list[int]:
+    """Every span an ExampleGen artifact holds: the ``spans`` property of a window (3,4,5), else ``span``."""
+    text = _custom(artifact, SPANS_PROPERTY)
+    if text:
+        return [int(s) for s in str(text).split(",") if s.strip()]
+    span = _custom(artifact, "span")
+    return [] if span is None else [int(span)]
+
+
+def read_examples(stages: list[Stage]) -> list[dict[str, Any]]:
+    """ExampleGen's ``examples`` artifacts among the stages' outputs (those with a ``span``), by span.
+
+    Each: ``node_id``, ``artifact_id``, ``span``, ``version``, ``input_fingerprint``, ``uri``.
+    """
+    found = []
+    for stage in stages:
+        for artifact in stage.outputs.get("examples", []):
+            if "span" in artifact.custom_properties:
+                found.append(
+                    {
+                        "node_id": stage.node_id,
+                        "artifact_id": artifact.id,
+                        "span": _custom(artifact, "span"),  # TFX's: the newest span of a window
+                        "spans": _spans_read(artifact),
+                        "version": _custom(artifact, "version"),
+                        "input_fingerprint": _custom(artifact, "input_fingerprint"),
+                        "uri": artifact.uri,
+                    }
+                )
+    return sorted(found, key=lambda e: (e["span"], e["artifact_id"]))
+
+
+def read_stages(
+    store: Any, pipeline_name: str, run_id: str | None = None, pipeline_root: str | None = None
+) -> tuple[str, list[Stage]]:
+    """Executions of one run of ``pipeline_name``, in execution order.
+
+    The run is ``run_id`` if given, else the latest run from ``pipeline_root`` if given
+    (several homes may share one store), else the latest run.
+    """
+    which = f"run {run_id} of " if run_id else "run of "
+    where = f" from {os.path.abspath(pipeline_root)}" if pipeline_root else ""
+    missing = f"no {which}pipeline {pipeline_name}{where} in ML Metadata"
     pipeline_ctx = store.get_context_by_type_and_name("pipeline", pipeline_name)
     if pipeline_ctx is None:
-        raise LookupError(f"no run of pipeline {pipeline_name} in ML Metadata")
+        raise LookupError(missing)
     ours = {e.id for e in store.get_executions_by_context(pipeline_ctx.id)}
-    runs = [
-        c
-        for c in store.get_contexts_by_type("pipeline_run")
-        if any(e.id in ours for e in store.get_executions_by_context(c.id))
-    ]
+    if run_id:
+        candidates = [c for c in [store.get_context_by_type_and_name(PIPELINE_RUN_CONTEXT, run_id)] if c is not None]
+    else:
+        candidates = store.get_contexts_by_type(PIPELINE_RUN_CONTEXT)
+    if pipeline_root:
+        root = os.path.abspath(pipeline_root)
+        candidates = [c for c in candidates if run_pipeline_root(c) == root]
+    runs = [c for c in candidates if any(e.id in ours for e in store.get_executions_by_context(c.id))]
     if not runs:
-        raise LookupError(f"no run of pipeline {pipeline_name} in ML Metadata")
+        raise LookupError(missing)
     run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
     executions = sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)
     node_of = {}
@@ -99,7 +162,13 @@ def read_stages(store: Any, pipeline_name: str) -> tuple[str, list[Stage]]:
             outputs.setdefault(key, []).append(artifacts[event.artifact_id])
         seconds = max(0.0, (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000)
         stages.append(
-            Stage(node_of.get(execution.id, str(execution.id)), _STATES[execution.last_known_state], seconds, outputs)
+            Stage(
+                node_of.get(execution.id, str(execution.id)),
+                _STATES[execution.last_known_state],
+                seconds,
+                outputs,
+                execution.id,
+            )
         )
     return run.name, stages
 
@@ -168,11 +237,22 @@ def read_gate(
     return rows, sorted(slices, key=lambda s: s[1])[:5], failures
 
 
-def summarize(connection_config: Any, pipeline_name: str, eval_config: tfma.EvalConfig) -> RunSummary:
-    """Read the latest run of ``pipeline_name`` from ML Metadata."""
+def summarize(
+    connection_config: Any,
+    pipeline_name: str,
+    eval_config: tfma.EvalConfig,
+    run_id: str | None = None,
+    pipeline_root: str | None = None,
+    split_settings: Mapping[str, Any] | None = None,
+) -> RunSummary:
+    """Read one run of ``pipeline_name`` from ML Metadata (see :func:`read_stages` for which).
+
+    ``connection_config`` comes from :func:`pipeline.metadata_store.connection_config`;
+    ``split_settings`` (``{"buckets", "partition_feature", "seed"}``) adds the split table.
+    """
     with metadata.Metadata(connection_config) as m:
-        run_id, stages = read_stages(m.store, pipeline_name)
-    blessed = evaluation_uri = pushed = None
+        run_id, stages = read_stages(m.store, pipeline_name, run_id=run_id, pipeline_root=pipeline_root)
+    blessed = evaluation_uri = pushed = drift = splits = None
     gate: list[GateRow] = []
     worst: list[tuple[str, float, float]] = []
     failures: list[str] = []
@@ -184,7 +264,17 @@ def summarize(connection_config: Any, pipeline_name: str, eval_config: tfma.Eval
         if "pushed_model" in stage.outputs:
             artifact = stage.outputs["pushed_model"][0]
             pushed = {k: _custom(artifact, k) for k in artifact.custom_properties}
-    return RunSummary(run_id, stages, blessed, gate, worst, failures, evaluation_uri, pushed)
+        if "drift" in stage.outputs:
+            drift = read_report(stage.outputs["drift"][0].uri)
+        if "statistics" in stage.outputs and split_settings:
+            buckets = split_settings["buckets"]
+            counts = split_stats.read_split_counts(stage.outputs["statistics"][0].uri, list(buckets))
+            splits = split_stats.split_record(
+                buckets, split_settings["partition_feature"], split_settings["seed"], counts
+            )
+    return RunSummary(
+        run_id, stages, blessed, gate, worst, failures, evaluation_uri, pushed, read_examples(stages), drift, splits
+    )
 
 
 def format_summary(summary: RunSummary) -> str:
@@ -193,6 +283,21 @@ def format_summary(summary: RunSummary) -> str:
     for s in summary.stages:
         lines.append(f"  {s.node_id:<33}{s.state:<11}{s.seconds:8.1f}")
     lines.append(f"  {'total':<44}{sum(s.seconds for s in summary.stages):8.1f}")
+    if summary.examples:
+        lines += ["", "trained and evaluated on spans " + format_spans(summary.spans)]
+        for e in summary.examples:
+            read = e.get("spans") or [e["span"]]
+            label = f"span {read[0]}" if len(read) == 1 else f"spans {format_spans(read)}"
+            lines.append(
+                f"  {label}: {e['node_id']} examples artifact {e['artifact_id']}, {e['uri']}"
+                f" (input {e['input_fingerprint'] or '-'})"
+            )
+    if summary.splits:
+        lines += ["", split_stats.format_split_table(summary.splits)]
+    if summary.drift:
+        report = DriftReport.from_dict(summary.drift)
+        lines += ["", report.headline()]
+        lines += [f"  {'DRIFT' if c.drifted else 'ok':<6}{c.describe()}" for c in report.checks]
     if summary.gate:
         lines += ["", "gate (overall slice)      value   threshold                    pass  vs baseline"]
         for r in summary.gate:

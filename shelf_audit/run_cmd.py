@@ -1,9 +1,10 @@
-"""``shelf-audit run``: the pipeline on one machine (LocalDagRunner, Beam DirectRunner, SQLite ML Metadata).
+"""``shelf-audit run``: the pipeline on one machine (LocalDagRunner, Beam DirectRunner, SQLite/MySQL ML Metadata).
 
 Layout under ``--home``: ``pipeline_root/`` (artifacts), ``metadata.sqlite``
-(ML Metadata) and ``bucket/`` (published models, unless the config names a
-bucket). Exit status: 0 blessed, 3 completed but not blessed (or not
-published), 1 error (see :mod:`shelf_audit.cli`).
+(ML Metadata, unless the config's ``[metadata]`` names a shared MySQL server)
+and ``bucket/`` (published models, unless the config names a bucket). Exit
+status: 0 blessed, 3 completed but not blessed (or not published), 1 error, 75 the home is locked by another run (see
+:mod:`shelf_audit.cli` and :mod:`shelf_audit.home_lock`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import sys
 import time
 
 from pipeline import config as config_lib
-from shelf_audit.cli import EXIT_ERROR, EXIT_NOT_BLESSED, EXIT_OK
+from shelf_audit import home_lock
+from shelf_audit.cli import EXIT_BUSY, EXIT_ERROR, EXIT_NOT_BLESSED, EXIT_OK
 
 log = logging.getLogger("shelf_audit.run")
 
@@ -46,10 +48,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="input base holding span-N/*.tfrecord.gz (overrides data.input_base)")
     parser.add_argument("--home", default="runs/local", help="pipeline root, ML Metadata and default bucket")
     parser.add_argument("--bucket", help="model bucket (overrides push.bucket; default <home>/bucket)")
-    parser.add_argument("--span", type=int, help="use this span only (default: the latest)")
+    spans = parser.add_mutually_exclusive_group()
+    spans.add_argument(
+        "--spans", help="which spans: latest, last:K (the K newest) or A-B (inclusive); overrides data.spans"
+    )
+    spans.add_argument("--span", type=int, help="use this span only: the same as --spans N")
     parser.add_argument("--epochs", type=int, help="override training.epochs")
     parser.add_argument("--weights", help="override training.weights: none, imagenet or a .h5 path")
     parser.add_argument("--recall-floor", type=float, help="override gate.weighted_recall_floor")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="run even when a published version already has this run's inputs digest (same spans, code and config)",
+    )
 
 
 def resolve_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
@@ -58,8 +69,10 @@ def resolve_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
     data, training, gate, push = config.data, config.training, config.gate, config.push
     if args.data:
         data = dataclasses.replace(data, input_base=args.data)
-    if args.span is not None:
-        data = dataclasses.replace(data, span_from=args.span, span_to=args.span)
+    if args.spans is not None:
+        data = dataclasses.replace(data, spans=args.spans)
+    elif args.span is not None:
+        data = dataclasses.replace(data, spans=str(args.span))
     if args.epochs is not None:
         training = dataclasses.replace(training, epochs=args.epochs)
     if args.weights:
@@ -88,24 +101,91 @@ def git_revision() -> str:
     return rev + ("-dirty" if dirty.strip() else "")
 
 
-def run_pipeline(config: config_lib.PipelineConfig, home: str) -> int:
-    """Run the pipeline under ``home``; print the summary; return the exit status."""
-    from pipeline import local_runner, run_summary
-    from pipeline.pipeline import gate_eval_config
+def _redact_passwords_in_logs() -> None:
+    """Blank MySQL passwords in every log line, --verbose included (TFX logs its connection config)."""
+    from absl import logging as absl_logging
+
+    from pipeline.metadata_store import RedactPasswords
+
+    for handler in logging.getLogger().handlers + [absl_logging.get_absl_handler()]:
+        if not any(isinstance(f, RedactPasswords) for f in handler.filters):
+            handler.addFilter(RedactPasswords())
+
+
+def nothing_new(config: config_lib.PipelineConfig, home: str) -> str | None:
+    """``nothing new since <version> (spans ...)`` when a published version has this run's inputs digest, else None.
+
+    The digest (:mod:`pipeline.inputs_digest`) covers the selected spans' input
+    fingerprints, the code fingerprint and the config sections that change
+    the model or the gate. When it cannot be computed or the bucket cannot be
+    read, the reason is logged and the answer is None: the pipeline runs.
+    """
+    from pipeline import inputs_digest as digest_lib
+    from pipeline import local_runner
+    from pipeline.pipeline import inputs_digest, run_inputs
+
+    paths = local_runner.LocalPaths(os.path.abspath(home))
+    try:  # the same run inputs local_runner.run builds
+        inputs = run_inputs(config, os.path.abspath(config.data.input_base), config.push.bucket or paths.bucket)
+        digest = inputs_digest(config, inputs)
+        found = digest_lib.find_published(str(inputs.bucket), config.push.model_name, digest.digest)
+    except Exception as e:  # noqa: BLE001 - the check is an optimisation: on any doubt, run.
+        log.warning("could not compare this run's inputs with the bucket (%s); running the pipeline", e)
+        return None
+    spans = ", ".join(str(s) for s in digest.span_numbers)
+    if found is None:
+        log.info("inputs digest %s (spans %s) is in no published version: running", digest.digest[:12], spans)
+        return None
+    log.info(
+        "inputs digest %s (spans %s, code %s) is that of published version %s; use --force to run anyway",
+        digest.digest[:12],
+        spans,
+        digest.code_fingerprint,
+        found[0],
+    )
+    return f"nothing new since {found[0]} (spans {spans})"
+
+
+def run_pipeline(config: config_lib.PipelineConfig, home: str, force: bool = False) -> int:
+    """Run the pipeline under ``home``; print the summary; return the exit status.
+
+    Unless ``force``, a run whose inputs digest a published version already
+    has prints ``nothing new since <version> (spans ...)``, publishes nothing
+    and returns 0 without building the pipeline.
+    """
+    from pipeline import local_runner, metadata_store, run_summary
+    from pipeline.pipeline import gate_eval_config, split_settings
 
     data_root = os.path.abspath(config.data.input_base)
     if not os.path.isdir(data_root):
         log.error("input base %s does not exist (make data with `shelf-audit synth --out %s`)", data_root, data_root)
         return EXIT_ERROR
+    _redact_passwords_in_logs()
+    try:  # the one place the MySQL password is read: from the variable metadata.password_env names
+        password = metadata_store.password_from_env(config.metadata, os.environ)
+    except metadata_store.MetadataStoreError as e:
+        log.error("%s", e)
+        return EXIT_ERROR
+    if not force:
+        since = nothing_new(config, home)
+        if since:
+            print(since, flush=True)
+            return EXIT_OK
     paths = local_runner.LocalPaths(os.path.abspath(home))
-    log.info("running %s on %s; home %s; ML Metadata %s", config.name, data_root, paths.home, paths.metadata)
+    store = metadata_store.describe(config.metadata, paths.home)
+    log.info("running %s on %s; home %s; ML Metadata %s", config.name, data_root, paths.home, store)
     started = time.time()
+    run_id = local_runner.new_run_id()
     try:
-        connection = local_runner.run(config, home, source_revision=git_revision())
+        connection = local_runner.run(
+            config, home, source_revision=git_revision(), metadata_password=password, run_id=run_id
+        )
     except Exception as e:  # noqa: BLE001 - any stage failure ends the run with its message.
         log.error("run failed after %.0fs: %s", time.time() - started, e)
         return EXIT_ERROR
-    summary = run_summary.summarize(connection, config.name, gate_eval_config(config.gate))
+    summary = run_summary.summarize(
+        connection, config.name, gate_eval_config(config.gate), run_id=run_id, split_settings=split_settings(config)
+    )
     print(run_summary.format_summary(summary), flush=True)
     if not summary.blessed:
         return EXIT_NOT_BLESSED
@@ -115,7 +195,21 @@ def run_pipeline(config: config_lib.PipelineConfig, home: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry point of ``shelf-audit run``."""
+    """Entry point of ``shelf-audit run``: lock the home first (busy: exit 75 at once), run, unlock."""
+    try:
+        lock = home_lock.acquire(args.home)
+    except home_lock.HomeBusy as e:
+        print(f"error: {e}. Nothing was done; exit status {EXIT_BUSY}: try again later", file=sys.stderr)
+        return EXIT_BUSY
+    except OSError as e:
+        print(f"error: cannot lock the home {os.path.abspath(args.home)}: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    with lock:  # released on return and on any exception
+        return _run_locked(args)
+
+
+def _run_locked(args: argparse.Namespace) -> int:
+    """``shelf-audit run`` while holding the home's lock."""
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.INFO)
@@ -128,4 +222,4 @@ def run(args: argparse.Namespace) -> int:
     except config_lib.ConfigError as e:
         print(f"error: invalid config: {e}", file=sys.stderr)
         return EXIT_ERROR
-    return run_pipeline(config, args.home)
+    return run_pipeline(config, args.home, force=args.force)

@@ -36,8 +36,9 @@ def test_demo_config_loads_with_its_values():
     config = config_lib.load(DEMO)
     assert config.name == "shelf-audit-demo"
     assert config.data.input_base == "data/demo"
-    assert (config.data.span_from, config.data.span_to) == (None, None)
-    assert (config.data.train_buckets, config.data.eval_buckets) == (4, 1)
+    assert config.data.spans == "latest"
+    d = config.data
+    assert (d.train_buckets, d.validation_buckets, d.eval_buckets, d.partition_feature) == (8, 1, 1, "")
     t = config.training
     assert (t.weights, t.image_size, t.epochs, t.batch_size) == ("none", 128, 15, 32)
     assert t.learning_rate == pytest.approx(0.002)
@@ -118,7 +119,22 @@ def _delete(raw: dict, dotted: str) -> None:
         ("training.weights", 3, ["training.weights must be a string", "training.weights=3"]),
         ("training.batchsize", 8, ["unknown key training.batchsize", "batch_size"]),
         ("trainng", {"epochs": 3}, ["unknown key trainng"]),
-        ("data.span_from", 3, ["data.span_from and data.span_to go together", "span_from=3", "span_to=None"]),
+        ("data.spans", "last:0", ["data.spans must be 'latest', 'last:K' (K >= 1)", "Received data.spans='last:0'"]),
+        ("data.spans", "5-2", ["'A-B' (0 <= A <= B) or 'N'", "Received data.spans='5-2'"]),
+        ("data.spans", "newest", ["data.spans must be", "data.spans='newest'"]),
+        ("data.spans", 3, ["data.spans must be a string", "data.spans=3"]),
+        ("data.validation_buckets", 0, ["data.validation_buckets must be >= 1", "data.validation_buckets=0"]),
+        ("data.partition_feature", "label", ["data.partition_feature must be one of", "partition_feature='label'"]),
+        ("data.span_from", 3, ["data.span_from was replaced by data.spans", 'spans = "3-5"', "data.span_from=3"]),
+        ("drift.enabled", "yes", ["drift.enabled must be true or false", "drift.enabled='yes'"]),
+        ("drift.stop_on_drift", 1, ["drift.stop_on_drift must be true or false", "drift.stop_on_drift=1"]),
+        ("drift.infinity_norm.aisle", 0.1, ["drift.infinity_norm names unknown feature 'aisle'", "label, lane_id"]),
+        ("drift.infinity_norm.device_id", 1.5, ["drift.infinity_norm.device_id must be in (0, 1]", "=1.5"]),
+        ("drift.jensen_shannon_divergence.label", 0, ["drift.jensen_shannon_divergence.label must be in (0, 1]"]),
+        ("drift.jensen_shannon_divergence.label", "0.1", ["jensen_shannon_divergence.label must be a number", "'0.1'"]),
+        ("drift.image_relative_change", -0.2, ["drift.image_relative_change must be > 0", "=-0.2"]),
+        ("drift.image_sample", 0, ["drift.image_sample must be in [1, 10000]", "drift.image_sample=0"]),
+        ("drift.treshold", 0.1, ["unknown key drift.treshold", "stop_on_drift"]),
         ("training.class_weights.broken", 1.0, ["training.class_weights names unknown class 'broken'"]),
         ("training.class_weights.damaged", "2", ["training.class_weights.damaged must be a number", "'2'"]),
         ("gate.class_recall_floors.damaged", 1.2, ["gate.class_recall_floors.damaged", "=1.2"]),
@@ -152,13 +168,25 @@ def test_class_weights_must_not_all_be_zero(demo_raw, table):
         config_lib.from_dict(demo_raw)
 
 
-def test_span_range_must_be_ordered(demo_raw):
-    _set(demo_raw, "data.span_from", 5)
-    _set(demo_raw, "data.span_to", 2)
-    with pytest.raises(ConfigError, match=r"data\.span_from=5"):
-        config_lib.from_dict(demo_raw)
-    _set(demo_raw, "data.span_to", 7)
-    assert (config_lib.from_dict(demo_raw).data.span_from, config_lib.from_dict(demo_raw).data.span_to) == (5, 7)
+@pytest.mark.parametrize("spans", ["latest", "last:1", "last:12", "5-7", "0-0", "7"])
+def test_every_span_selection_form_loads(demo_raw, spans):
+    _set(demo_raw, "data.spans", spans)
+    assert config_lib.from_dict(demo_raw).data.spans == spans
+
+
+def test_drift_section_defaults_and_overrides(demo_raw):
+    default = config_lib.from_dict(demo_raw).drift
+    assert (default.enabled, default.stop_on_drift) == (True, False)
+    assert dict(default.infinity_norm) == {"label": 0.1, "device_id": 0.1, "lighting": 0.1}
+    assert dict(default.jensen_shannon_divergence) == {}
+    assert (default.image_relative_change, default.image_sample) == (0.15, 500)
+    _set(demo_raw, "drift.stop_on_drift", True)
+    _set(demo_raw, "drift.infinity_norm", {"device_id": 0.2})  # a table replaces the default comparators
+    _set(demo_raw, "drift.jensen_shannon_divergence.lighting", 0.05)
+    drift = config_lib.from_dict(demo_raw).drift
+    assert drift.stop_on_drift is True
+    assert dict(drift.infinity_norm) == {"device_id": 0.2}
+    assert dict(drift.jensen_shannon_divergence) == {"lighting": 0.05}
 
 
 def test_load_prefixes_the_file_path(tmp_path):
@@ -214,7 +242,7 @@ def test_resolve_config_applies_every_override(tmp_path):
     )
     config = run_cmd.resolve_config(args)
     assert config.data.input_base == str(tmp_path / "photos")
-    assert (config.data.span_from, config.data.span_to) == (3, 3)
+    assert config.data.spans == "3"
     assert config.training.epochs == 2
     assert config.training.weights == "/models/mnv3.h5"
     assert config.gate.weighted_recall_floor == 0.5
@@ -226,12 +254,28 @@ def test_resolve_config_applies_every_override(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("flags", "spans"),
+    [((), "latest"), (("--spans", "last:3"), "last:3"), (("--spans", "4-6"), "4-6"), (("--span", "5"), "5")],
+)
+def test_spans_flags_override_data_spans(flags, spans):
+    assert run_cmd.resolve_config(_run_args(*flags)).data.spans == spans
+
+
+def test_span_and_spans_flags_exclude_each_other(capsys):
+    with pytest.raises(SystemExit):
+        _run_args("--span", "3", "--spans", "last:2")
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
     ("flags", "fragment"),
     [
         (("--epochs", "0"), "training.epochs=0"),
         (("--recall-floor", "1.5"), "gate.weighted_recall_floor=1.5"),
         (("--weights", "resnet"), "training.weights='resnet'"),
-        (("--span", "-1"), "data.span_from=-1"),
+        (("--span", "-1"), "data.spans='-1'"),
+        (("--spans", "last:0"), "data.spans='last:0'"),
+        (("--spans", "9-3"), "data.spans='9-3'"),
     ],
 )
 def test_resolve_config_validates_overrides(flags, fragment):
@@ -240,13 +284,13 @@ def test_resolve_config_validates_overrides(flags, fragment):
     assert fragment in str(excinfo.value)
 
 
-def test_cli_run_with_invalid_override_exits_1_before_running(capsys):
+def test_cli_run_with_invalid_override_exits_1_before_running(capsys, tmp_path):
     # --verbose keeps run() from filtering the (pytest) log handlers; absl's verbosity is left alone.
     with (
         mock.patch.object(run_cmd, "run_pipeline") as run_pipeline,
         mock.patch.object(absl_logging, "set_verbosity"),
     ):
-        status = cli.main(["--verbose", "run", "--config", str(DEMO), "--epochs", "0"])
+        status = cli.main(["--verbose", "run", "--config", str(DEMO), "--home", str(tmp_path), "--epochs", "0"])
     assert status == cli.EXIT_ERROR == 1
     run_pipeline.assert_not_called()
     err = capsys.readouterr().err

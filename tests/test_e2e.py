@@ -41,10 +41,10 @@ latency_budget_ms = 50.0
 """
 
 
-def _run(tmp: Path, floor: float) -> subprocess.CompletedProcess:
+def _run(tmp: Path, floor: float, *extra: str) -> subprocess.CompletedProcess:
     config = tmp / f"tiny-{floor}.toml"
     config.write_text(TINY_CONFIG.format(floor=floor))
-    cmd = [sys.executable, "-m", "shelf_audit.cli", "run", "--config", str(config)]
+    cmd = [sys.executable, "-m", "shelf_audit.cli", "run", "--config", str(config), *extra]
     cmd += ["--data", str(tmp / "data"), "--home", str(tmp / "home")]
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
@@ -67,8 +67,9 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     synth.generate(str(tmp / "data"), span=1, count=200, seed=11)
     results = {}
-    for name, floor in (("first", 0.0), ("second", 0.0), ("impossible", 1.0)):
-        proc = _run(tmp, floor)
+    # The second run is forced: unforced, nothing new would stop it before the pipeline (tests/test_nothing_new.py).
+    for name, floor, extra in (("first", 0.0, ()), ("second", 0.0, ("--force",)), ("impossible", 1.0, ())):
+        proc = _run(tmp, floor, *extra)
         results[name] = (proc, _summary(tmp) if (tmp / "home" / "metadata.sqlite").exists() else None)
         results[name + "_bucket"] = sorted(model_bucket.list_versions(str(tmp / "home" / "bucket"), "shelf_audit"))
     results["tmp"] = tmp
@@ -164,3 +165,55 @@ def test_bad_data_stops_the_run_before_transform(tmp_path):
     assert not (tmp_path / "home" / "bucket").exists() or not model_bucket.list_versions(
         str(tmp_path / "home" / "bucket"), "shelf_audit"
     )
+
+
+def _photo_digests(split_dir: Path) -> set[str]:
+    """sha256 of every photo (``image/encoded``) in one ExampleGen split folder."""
+    import hashlib
+
+    import tensorflow as tf
+
+    digests = set()
+    for path in sorted(split_dir.glob("*.gz")):
+        for record in tf.data.TFRecordDataset(str(path), compression_type="GZIP"):
+            example = tf.train.Example.FromString(record.numpy())
+            digests.add(hashlib.sha256(example.features.feature["image/encoded"].bytes_list.value[0]).hexdigest())
+    return digests
+
+
+def test_the_gate_sees_photos_the_trainer_never_looked_at(runs):
+    """Three splits: the Trainer fits on train and watches validation; the Evaluator gates on eval alone."""
+    from tfx import v1 as tfx
+
+    _, summary = runs["first"]
+    examples = Path(summary.examples[0]["uri"])
+    by_split = {split: _photo_digests(examples / f"Split-{split}") for split in ("train", "validation", "eval")}
+    assert all(by_split.values()), {k: len(v) for k, v in by_split.items()}
+    assert not by_split["validation"] & by_split["eval"]
+    assert not by_split["train"] & (by_split["validation"] | by_split["eval"])
+    # What each component was told to read, as ML Metadata recorded it.
+    path = str(runs["tmp"] / "home" / "metadata.sqlite")
+    with metadata.Metadata(tfx.orchestration.metadata.sqlite_metadata_connection_config(path)) as m:
+        trainer = next(s for s in summary.stages if s.node_id == "Trainer")
+        evaluator = next(s for s in summary.stages if s.node_id == "Evaluator")
+        props = {
+            e.id: e.custom_properties
+            for e in m.store.get_executions_by_id([trainer.execution_id, evaluator.execution_id])
+        }
+    assert json.loads(props[trainer.execution_id]["train_args"].string_value)["splits"] == ["train"]
+    assert json.loads(props[trainer.execution_id]["eval_args"].string_value)["splits"] == ["validation"]
+    assert json.loads(props[evaluator.execution_id]["example_splits"].string_value) == ["eval"]
+
+
+def test_splits_and_seed_are_recorded_in_the_manifest_and_the_summary(runs):
+    bucket = runs["tmp"] / "home" / "bucket" / "shelf_audit" / "versions" / runs["first_bucket"][0]
+    splits = json.loads((bucket / "manifest.json").read_text())["splits"]
+    assert splits["hash_buckets"] == {"train": 8, "validation": 1, "eval": 1}
+    assert splits["training_seed"] == config_lib.TrainingConfig().seed
+    counts = splits["counts"]
+    assert set(counts) == {"train", "validation", "eval"}
+    assert sum(c["examples"] for c in counts.values()) == 200
+    for c in counts.values():
+        assert c["examples"] == c["ok"] + c["misplaced"] + c["damaged"]
+    assert counts["train"]["examples"] > counts["eval"]["examples"] > 0
+    assert "splits (deterministic hash of each photo" in runs["first"][0].stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ EXPECTED_NODES = {
     "ImportSchemaGen",
     "ExampleValidator",
     "DataGate",
+    "SpanDrift",
     "Transform",
     "Trainer",
     "latest_blessed_model_resolver",
@@ -43,7 +45,7 @@ def test_dag_has_every_stage_in_order(tmp_path, production):
     assert "DataGate" in {n.id for n in by_id["Transform"].upstream_nodes}
     assert "ExampleValidator" in {n.id for n in by_id["DataGate"].upstream_nodes}
     assert {n.id for n in by_id["Evaluator"].upstream_nodes} >= {"Trainer", "latest_blessed_model_resolver"}
-    assert {n.id for n in by_id["TFLitePusher"].upstream_nodes} >= {"Evaluator", "Trainer", "Transform"}
+    assert {n.id for n in by_id["TFLitePusher"].upstream_nodes} >= {"Evaluator", "Trainer", "Transform", "SpanDrift"}
     assert list(dag.beam_pipeline_args) == list(production.beam_args)
 
 
@@ -53,12 +55,78 @@ def test_dag_needs_a_bucket(tmp_path):
         run_inputs(config, str(tmp_path / "data"))
 
 
-def test_span_range_reaches_example_gen(tmp_path):
-    config = config_lib.from_dict({"data": {"span_from": 2, "span_to": 5}, "push": {"bucket": str(tmp_path)}})
-    dag = create_pipeline(config, str(tmp_path / "root"), run_inputs(config, str(tmp_path / "data")))
+def _empty_spans(root, *numbers: int) -> str:
+    for span in numbers:
+        os.makedirs(root / f"span-{span}")
+        (root / f"span-{span}" / "part-00000-of-00001.tfrecord.gz").write_bytes(b"")
+    return str(root)
+
+
+def _static(first: int, last: int) -> dict:
+    return {"static_range": {"start_span_number": first, "end_span_number": last}}
+
+
+@pytest.mark.parametrize(
+    ("spans", "resolved"),
+    [("latest", _static(7, 7)), ("last:2", _static(5, 7)), ("last:9", _static(2, 7)), ("3-6", _static(5, 5))],
+)
+def test_a_local_run_reads_the_concrete_spans_of_its_selection(tmp_path, spans, resolved):
+    """run_inputs resolves the selection against the spans present: the static range ExampleGen gets."""
+    from components.example_gen import SpanWindowExampleGen
+
+    data = _empty_spans(tmp_path / "data", 2, 5, 7)
+    config = config_lib.from_dict({"data": {"spans": spans}, "push": {"bucket": str(tmp_path)}})
+    inputs = run_inputs(config, data)
+    assert json.loads(inputs.range_config) == resolved
+    dag = create_pipeline(config, str(tmp_path / "root"), inputs)
     gen = next(c for c in dag.components if c.id == "ImportExampleGen")
-    range_config = json.loads(gen.exec_properties["range_config"])
-    assert range_config["static_range"] == {"start_span_number": 2, "end_span_number": 5}
+    assert isinstance(gen, SpanWindowExampleGen)
+    assert json.loads(gen.exec_properties["range_config"]) == resolved
+
+
+def test_without_spans_yet_the_selection_is_left_to_example_gen_and_logged(tmp_path, caplog):
+    config = config_lib.from_dict({"data": {"spans": "last:3"}, "push": {"bucket": str(tmp_path)}})
+    with caplog.at_level(logging.WARNING, logger="shelf_audit.pipeline"):
+        inputs = run_inputs(config, str(tmp_path / "nothing-yet"))
+    assert json.loads(inputs.range_config) == {"rolling_range": {"num_spans": 3}}
+    assert "span selection last:3 not resolved while building the pipeline: no span found" in caplog.text
+
+
+def test_drift_settings_reach_span_drift_and_stop_on_drift_guards_transform(tmp_path):
+    data = _empty_spans(tmp_path / "data", 1)
+
+    def dag_of(drift: dict):
+        config = config_lib.from_dict({"drift": drift, "push": {"bucket": str(tmp_path)}})
+        dag = create_pipeline(config, str(tmp_path / "root"), run_inputs(config, data))
+        return {c.id: c for c in dag.components}
+
+    reported = dag_of({})
+    assert "SpanDrift" not in {n.id for n in reported["Transform"].upstream_nodes}
+    settings = json.loads(reported["SpanDrift"].exec_properties["settings"])
+    assert settings["stop_on_drift"] is False and settings["infinity_norm"]["device_id"] == 0.1
+    assert reported["SpanDrift"].exec_properties["input_base"] == data
+    stopping = dag_of({"stop_on_drift": True})
+    assert "SpanDrift" in {n.id for n in stopping["Transform"].upstream_nodes}
+    disabled = dag_of({"enabled": False})
+    assert "SpanDrift" not in disabled
+    assert "drift" not in disabled["TFLitePusher"].inputs
+
+
+def test_kubeflow_spec_runs_our_span_driver_and_takes_last_k_as_runtime_parameter(tmp_path):
+    from pipeline import kubeflow_runner
+
+    config = config_lib.from_dict({"data": {"spans": "last:3"}, "kubeflow": {"image": "img"}})
+    spec = kubeflow_runner.compile_spec(config, "gs://ml/root")
+    declared = spec["root"]["inputDefinitions"]["parameters"]["range_config"]
+    assert json.loads(declared["defaultValue"]) == {"rolling_range": {"num_spans": 3}}
+    executors = spec["deploymentSpec"]["executors"]
+    container = executors["ImportExampleGen_executor"]["container"]
+    assert container["lifecycle"]["preCacheCheck"]["command"] == ["python", "-m", "components.example_gen_driver"]
+    assert container["args"][:2] == ["--executor_class_path", "components.example_gen.Executor"]
+    drift_task = spec["root"]["dag"]["tasks"]["SpanDrift"]["inputs"]["parameters"]
+    assert drift_task["input_base"] == {"componentInputParameter": "input_base"}
+    with pytest.raises(ValueError, match="no preCacheCheck runs tfx.orchestration.kubeflow.v2"):
+        kubeflow_runner.use_span_window_driver(spec)  # already swapped: a TFX change would be caught
 
 
 def test_code_fingerprint_is_stable_and_feeds_the_cache_key(tmp_path, production):
@@ -109,3 +177,25 @@ def test_data_gate_names_records_whose_image_transform_could_not_use(tmp_path, m
     assert lines[0].startswith("train: data_tfrecord-00000-of-00001.gz record 1 (lane_id=2, device_id=zebra-tc52)")
     assert "does not decode" in lines[0]
     assert "record 2" in lines[1] and "40x200, below 64x64" in lines[1]
+
+
+def test_three_splits_each_with_one_job(tmp_path, production):
+    """ExampleGen writes train/validation/eval; the Trainer watches validation and only the gate reads eval."""
+    inputs = run_inputs(production, str(tmp_path / "data"), str(tmp_path / "b"))
+    by_id = {c.id: c for c in create_pipeline(production, str(tmp_path / "root"), inputs).components}
+    output = json.loads(by_id["ImportExampleGen"].exec_properties["output_config"])["split_config"]
+    assert [(s["name"], s["hash_buckets"]) for s in output["splits"]] == [("train", 8), ("validation", 1), ("eval", 1)]
+    assert "partition_feature_name" not in output  # each photo hashed on its own by default
+    trainer = by_id["Trainer"].exec_properties
+    assert json.loads(trainer["train_args"])["splits"] == ["train"]
+    assert json.loads(trainer["eval_args"])["splits"] == ["validation"]
+    assert json.loads(by_id["Evaluator"].exec_properties["example_splits"]) == ["eval"]
+
+
+def test_a_partition_feature_keeps_a_lane_on_one_side(tmp_path, production):
+    config = production.replace(data=dataclasses.replace(production.data, partition_feature="lane_id"))
+    inputs = run_inputs(config, str(tmp_path / "data"), str(tmp_path / "b"))
+    gen = next(
+        c for c in create_pipeline(config, str(tmp_path / "root"), inputs).components if c.id == "ImportExampleGen"
+    )
+    assert json.loads(gen.exec_properties["output_config"])["split_config"]["partition_feature_name"] == "lane_id"

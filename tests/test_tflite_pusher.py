@@ -36,7 +36,22 @@ def artifacts(tmp_path_factory):
         "model": helpers.make_model_artifact(root),
         "examples": helpers.make_examples(root),
         "evaluation": evaluation,
+        # Span 2 alone, and a window of spans 3 and 4 (its "span" is the newest, "spans" lists them all).
+        "example_gen": [_example_gen_examples(root, 4, window="3,4"), _example_gen_examples(root, 2)],
     }
+
+
+def _example_gen_examples(root: str, span: int, window: str = "") -> standard_artifacts.Examples:
+    """ExampleGen's output as its driver records it: span, version and input fingerprint as custom properties."""
+    examples = standard_artifacts.Examples()
+    examples.uri = os.path.join(root, "ImportExampleGen", "examples", str(span))
+    examples.id = 100 + span
+    examples.set_int_custom_property("span", span)
+    examples.set_int_custom_property("version", 0)
+    examples.set_string_custom_property("input_fingerprint", f"split:single_split,num_files:{span}")
+    if window:
+        examples.set_string_custom_property("spans", window)
+    return examples
 
 
 def _write_metrics(uri: str) -> None:
@@ -68,6 +83,7 @@ def _props(bucket: str, **overrides) -> dict:
         ex.GOLDEN_COUNT_KEY: 4,
         ex.REPRESENTATIVE_COUNT_KEY: 40,
         ex.SOURCE_REVISION_KEY: "abc1234",
+        ex.INPUTS_DIGEST_KEY: "d" * 64,
     }
     props.update(overrides)
     return props
@@ -81,6 +97,7 @@ def _run(artifacts, bucket: str, blessed: bool = True, name: str = "push", with_
     }
     if with_evaluation:
         inputs[ex.MODEL_EVALUATION_KEY] = [artifacts["evaluation"]]
+        inputs[ex.EXAMPLES_KEY] = artifacts["example_gen"]
     pushed = helpers.make_pushed_model(artifacts["root"], name)
     context = base_executor.BaseExecutor.Context(
         pipeline_info=pipeline_pb2.PipelineInfo(id="shelf-audit"), pipeline_run_id=f"run-{name}"
@@ -119,8 +136,20 @@ def test_blessed_model_is_published_with_a_valid_manifest(artifacts, tmp_path):
     assert manifest["gate_metrics"]["per_class"] == {"damaged": {"recall": 0.88}, "ok": {"recall": 0.95}}
     lineage = manifest["lineage"]
     assert lineage["pipeline_name"] == "shelf-audit" and lineage["pipeline_run_id"] == "run-push"
-    assert lineage["spans"] == [1] and lineage["source_revision"] == "abc1234"
+    assert lineage["spans"] == [2, 3, 4] and lineage["source_revision"] == "abc1234"
     assert lineage["mlmd"]["model_artifact_id"] == 11 and lineage["mlmd"]["transformed_examples_artifact_id"] == 13
+    assert lineage["mlmd"]["model_evaluation_artifact_id"] == 15
+    assert lineage["mlmd"]["examples_artifact_ids"] == [102, 104]
+    assert lineage["examples"][0] == {
+        "artifact_id": 102,
+        "span": 2,
+        "spans": [2],
+        "version": 0,
+        "input_fingerprint": "split:single_split,num_files:2",
+        "uri": os.path.join(artifacts["root"], "ImportExampleGen", "examples", "2"),
+    }
+    assert lineage["examples"][1]["span"] == 4 and lineage["examples"][1]["spans"] == [3, 4]
+    assert lineage["inputs_digest"] == "d" * 64
     assert manifest["verification"]["eval_examples"] == 30
     assert pushed.get_string_custom_property("pushed_variant") == "fp16"
     assert pushed.get_int_custom_property("pushed_bytes") == manifest["variants"]["fp16"]["bytes"]
@@ -163,6 +192,8 @@ def test_failing_non_default_variant_is_recorded_not_shipped(artifacts, tmp_path
     assert manifest["variants"]["int8"]["file"] is None and manifest["variants"]["int8"]["reasons"] == ["size: x"]
     assert "model_int8.tflite" not in manifest["files"]
     assert manifest["gate_metrics"]["note"] == "no model_evaluation input"
+    # Without the optional ExampleGen input the lineage says so: no spans, no examples.
+    assert manifest["lineage"]["spans"] == [] and manifest["lineage"]["examples"] == []
 
 
 def _fake_report_fields() -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
@@ -41,12 +42,20 @@ class TFLitePusherSpec(ComponentSpec):
         executor.GOLDEN_COUNT_KEY: ExecutionParameter(type=int),
         executor.REPRESENTATIVE_COUNT_KEY: ExecutionParameter(type=int),
         executor.SOURCE_REVISION_KEY: ExecutionParameter(type=str, optional=True),
+        executor.INPUTS_DIGEST_KEY: ExecutionParameter(type=str, optional=True),
+        executor.SPLIT_SETTINGS_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
         executor.MODEL_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
         executor.TRANSFORMED_EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
         executor.MODEL_EVALUATION_KEY: ChannelParameter(type=standard_artifacts.ModelEvaluation, optional=True),
+        # ExampleGen's Examples, for the lineage only (spans, artifact ids, input fingerprints).
+        executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples, optional=True),
+        # SpanDrift's report (components/drift.py), copied into the manifest's "drift" block.
+        executor.DRIFT_KEY: ChannelParameter(type=standard_artifacts.ExampleAnomalies, optional=True),
+        # StatisticsGen's output: photos per split and class for the manifest's "splits" block.
+        executor.STATISTICS_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics, optional=True),
     }
     OUTPUTS = {
         executor.PUSHED_MODEL_KEY: ChannelParameter(type=standard_artifacts.PushedModel),
@@ -63,6 +72,7 @@ class TFLitePusher(base_component.BaseComponent):
             model_blessing=evaluator.outputs["blessing"],
             transformed_examples=transform.outputs["transformed_examples"],
             model_evaluation=evaluator.outputs["evaluation"],
+            examples=example_gen.outputs["examples"],
             bucket="gs://my-bucket/models",
         )
     """
@@ -87,6 +97,11 @@ class TFLitePusher(base_component.BaseComponent):
         representative_count: int = 200,
         model_evaluation: types.BaseChannel | None = None,
         source_revision: str = "",
+        examples: types.BaseChannel | None = None,
+        inputs_digest: str = "",
+        drift: types.BaseChannel | None = None,
+        statistics: types.BaseChannel | None = None,
+        split_settings: Mapping[str, Any] | None = None,
     ):
         """Construct the component.
 
@@ -109,6 +124,15 @@ class TFLitePusher(base_component.BaseComponent):
             model_evaluation: optional Evaluator ``ModelEvaluation``: gate
                 metrics for the manifest and the reason when not blessed.
             source_revision: code revision for the manifest's lineage.
+            examples: optional ExampleGen ``Examples`` the model was trained and
+                evaluated on: their spans, ML Metadata ids and input
+                fingerprints go into the manifest's lineage.
+            inputs_digest: the run's inputs digest (:mod:`pipeline.inputs_digest`),
+                recorded in the lineage so that a re-run with nothing new can be skipped.
+            drift: optional SpanDrift ``drift`` output: its report becomes the manifest's ``drift`` block.
+            statistics: optional StatisticsGen output: photos per split and class for the manifest.
+            split_settings: ``{"buckets": {split: n}, "partition_feature": str, "seed": int}`` for the
+                manifest's ``splits`` block (with ``statistics``).
 
         Raises:
             ValueError: an argument or a combination of them is invalid.
@@ -167,6 +191,11 @@ class TFLitePusher(base_component.BaseComponent):
             golden_count=int(golden_count),
             representative_count=int(representative_count),
             source_revision=source_revision or None,
+            examples=examples,
+            inputs_digest=inputs_digest or None,
+            drift=drift,
+            statistics=statistics,
+            split_settings=json.dumps(dict(split_settings), sort_keys=True) if split_settings else None,
             pushed_model=types.Channel(type=standard_artifacts.PushedModel),
         )
         super().__init__(spec=spec)

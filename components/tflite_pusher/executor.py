@@ -11,6 +11,12 @@ run summary ``pushed_reason``, ``pushed_variant``, ``pushed_bytes``,
 ``pushed_latency_ms`` and ``pushed_model_file``. A model that is not blessed,
 or whose default variant fails verification, is marked ``pushed=0`` with the
 reason and nothing is written to the bucket.
+
+The manifest's ``lineage`` ties the version to its run: pipeline and run id,
+ML Metadata ids of the model, blessing, evaluation and examples, the spans
+with each ExampleGen artifact's id, version and input fingerprint (from the
+optional ``examples`` input), the source revision and the run's inputs digest
+(:mod:`pipeline.inputs_digest`).
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from tfx import types
 from tfx.components.pusher import executor as pusher_executor
 from tfx.types import artifact_utils, standard_component_specs
 
-from components import model_bucket, tflite_convert
+from components import drift as drift_lib
+from components import model_bucket, split_stats, splits, tflite_convert
 from shelf_data.contract import LABELS
 
 # Input/output keys: the stock ones where the meaning is the same.
@@ -37,6 +44,8 @@ MODEL_BLESSING_KEY = standard_component_specs.MODEL_BLESSING_KEY
 PUSHED_MODEL_KEY = standard_component_specs.PUSHED_MODEL_KEY
 TRANSFORMED_EXAMPLES_KEY = "transformed_examples"
 MODEL_EVALUATION_KEY = "model_evaluation"
+EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY  # ExampleGen's output, for the lineage
+DRIFT_KEY = "drift"  # SpanDrift's report, for the manifest's "drift" block
 
 # Execution parameters.
 BUCKET_KEY = "bucket"
@@ -50,9 +59,12 @@ PARITY_TOLERANCES_KEY = "parity_tolerances"  # JSON object
 GOLDEN_COUNT_KEY = "golden_count"
 REPRESENTATIVE_COUNT_KEY = "representative_count"
 SOURCE_REVISION_KEY = "source_revision"
+INPUTS_DIGEST_KEY = "inputs_digest"
+SPLIT_SETTINGS_KEY = "split_settings"  # JSON: hash buckets per split, partition feature, training seed
+STATISTICS_KEY = standard_component_specs.STATISTICS_KEY  # StatisticsGen's output: counts per split and class
 
-TRAIN_SPLIT = "train"
-EVAL_SPLIT = "eval"
+# Calibration from the train split; verification and golden samples on the held-out eval split.
+TRAIN_SPLIT, EVAL_SPLIT = splits.TRAIN, splits.EVAL
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +79,8 @@ class PushConfig:
     golden_count: int = 8
     representative_count: int = 200
     source_revision: str = ""
+    inputs_digest: str = ""
+    split_settings: str = ""
 
     @classmethod
     def from_exec_properties(cls, props: dict[str, Any]) -> PushConfig:
@@ -94,6 +108,8 @@ class PushConfig:
             golden_count=int(props.get(GOLDEN_COUNT_KEY) or defaults.golden_count),
             representative_count=int(props.get(REPRESENTATIVE_COUNT_KEY) or defaults.representative_count),
             source_revision=props.get(SOURCE_REVISION_KEY) or "",
+            inputs_digest=props.get(INPUTS_DIGEST_KEY) or "",
+            split_settings=props.get(SPLIT_SETTINGS_KEY) or "",
         )
 
 
@@ -168,6 +184,76 @@ def read_validation_failures(evaluation_uri: str) -> list[str]:
     return failures
 
 
+def _int_property(artifact: types.Artifact, name: str) -> int | None:
+    if artifact.has_property(name):
+        return int(getattr(artifact, name))
+    if artifact.has_custom_property(name):
+        return int(artifact.get_int_custom_property(name))
+    return None
+
+
+def _spans_of(artifact: types.Artifact, span: int | None) -> list[int]:
+    # A window of spans records every span read in the "spans" custom property ("3,4"); TFX's "span" is the newest.
+    if artifact.has_custom_property("spans"):
+        return sorted(int(s) for s in artifact.get_string_custom_property("spans").split(",") if s.strip())
+    return [] if span is None else [span]
+
+
+def examples_lineage(examples: list[types.Artifact]) -> list[dict[str, Any]]:
+    """One entry per ExampleGen artifact, by span: ML Metadata id, span(s), version, input fingerprint, uri."""
+    entries = []
+    for artifact in examples:
+        span = _int_property(artifact, "span")
+        entries.append(
+            {
+                "artifact_id": artifact.id or None,
+                "span": span,
+                "spans": _spans_of(artifact, span),
+                "version": _int_property(artifact, "version"),
+                "input_fingerprint": artifact.get_string_custom_property("input_fingerprint") or None,
+                "uri": artifact.uri,
+            }
+        )
+    return sorted(entries, key=lambda e: (e["span"] is None, e["span"] or 0, e["artifact_id"] or 0))
+
+
+def build_lineage(
+    input_dict: dict[str, list[types.Artifact]],
+    *,
+    pipeline_name: str | None,
+    pipeline_run_id: str | None,
+    pipeline_node: str | None,
+    source_revision: str,
+    inputs_digest: str,
+    savedmodel_fingerprint: str,
+) -> dict[str, Any]:
+    """The manifest's ``lineage`` block for the pusher's inputs.
+
+    ``mlmd`` holds ``<input>_artifact_id`` and ``<input>_uri`` for the model,
+    blessing, transformed examples and evaluation, and
+    ``examples_artifact_ids``; ``examples`` and ``spans`` come from the
+    ExampleGen artifacts (empty without the ``examples`` input).
+    """
+    ids: dict[str, Any] = {}
+    for key in (MODEL_KEY, MODEL_BLESSING_KEY, TRANSFORMED_EXAMPLES_KEY, MODEL_EVALUATION_KEY):
+        for artifact in input_dict.get(key) or []:
+            ids[f"{key}_artifact_id"] = artifact.id or None
+            ids[f"{key}_uri"] = artifact.uri
+    examples = examples_lineage(input_dict.get(EXAMPLES_KEY) or [])
+    ids["examples_artifact_ids"] = [e["artifact_id"] for e in examples]
+    return {
+        "pipeline_name": pipeline_name or None,
+        "pipeline_run_id": pipeline_run_id or None,
+        "pipeline_node": pipeline_node or None,
+        "mlmd": ids,
+        "spans": sorted({span for e in examples for span in e["spans"]}),
+        "examples": examples,
+        "source_revision": source_revision or None,
+        "inputs_digest": inputs_digest or None,
+        "savedmodel_fingerprint": savedmodel_fingerprint,
+    }
+
+
 class Executor(pusher_executor.Executor):
     """Convert the blessed SavedModel to TFLite variants, verify, publish."""
 
@@ -181,7 +267,7 @@ class Executor(pusher_executor.Executor):
 
         Args:
             input_dict: ``model``, ``model_blessing``, ``transformed_examples``
-                and, optionally, ``model_evaluation``.
+                and, optionally, ``model_evaluation`` and ``examples`` (ExampleGen's).
             output_dict: ``pushed_model``.
             exec_properties: see the ``*_KEY`` constants of this module.
         """
@@ -306,7 +392,9 @@ class Executor(pusher_executor.Executor):
                     "latency": "median of batch-1 invocations, 1 thread, host CPU",
                     "eval_examples": int(len(eval_images)),
                     "calibration_examples": int(len(representative)),
-                }
+                },
+                "drift": self._drift(input_dict),
+                "splits": self._splits(input_dict, config),
             },
         )
         result = model_bucket.publish(
@@ -332,6 +420,30 @@ class Executor(pusher_executor.Executor):
             logging.warning("TFLitePusher: %s(%s) failed: %s", func.__name__, args, error)
             return None
 
+    @classmethod
+    def _drift(cls, input_dict: dict[str, list[types.Artifact]]) -> dict[str, Any] | None:
+        """SpanDrift's report (None without the input, or when it cannot be read: logged)."""
+        reports = input_dict.get(DRIFT_KEY)
+        return cls._safe(drift_lib.read_report, artifact_utils.get_single_uri(reports)) if reports else None
+
+    @classmethod
+    def _splits(cls, input_dict: dict[str, list[types.Artifact]], config: PushConfig) -> dict[str, Any] | None:
+        """Split ratios, grouping and seed, with counts per split and class from StatisticsGen (None if unknown)."""
+        if not config.split_settings:
+            return None
+        settings = json.loads(config.split_settings)
+        statistics = input_dict.get(STATISTICS_KEY)
+        counts = (
+            cls._safe(
+                split_stats.read_split_counts, artifact_utils.get_single_uri(statistics), list(settings["buckets"])
+            )
+            if statistics
+            else None
+        )
+        return split_stats.split_record(
+            settings["buckets"], settings["partition_feature"], settings["seed"], counts or {}
+        )
+
     @staticmethod
     def _evaluation_uri(input_dict: dict[str, list[types.Artifact]]) -> str | None:
         evaluations = input_dict.get(MODEL_EVALUATION_KEY)
@@ -339,27 +451,15 @@ class Executor(pusher_executor.Executor):
 
     def _lineage(self, input_dict: dict[str, list[types.Artifact]], config: PushConfig, fingerprint: str) -> dict:
         context = getattr(self, "_context", None)
-        info = context.pipeline_info if context else None
-        node = context.pipeline_node if context else None
-        ids = {}
-        spans = set()
-        for key in (MODEL_KEY, MODEL_BLESSING_KEY, TRANSFORMED_EXAMPLES_KEY, MODEL_EVALUATION_KEY):
-            for artifact in input_dict.get(key) or []:
-                ids[f"{key}_artifact_id"] = artifact.id or None
-                ids[f"{key}_uri"] = artifact.uri
-                if artifact.has_property("span"):
-                    spans.add(int(artifact.span))
-                elif artifact.has_custom_property("span"):
-                    spans.add(int(artifact.get_int_custom_property("span")))
-        return {
-            "pipeline_name": info.id if info and info.id else None,
-            "pipeline_run_id": context.pipeline_run_id if context else None,
-            "pipeline_node": node.node_info.id if node else None,
-            "mlmd": ids,
-            "spans": sorted(spans),
-            "source_revision": config.source_revision or None,
-            "savedmodel_fingerprint": fingerprint,
-        }
+        return build_lineage(
+            input_dict,
+            pipeline_name=context.pipeline_info.id if context and context.pipeline_info else None,
+            pipeline_run_id=context.pipeline_run_id if context else None,
+            pipeline_node=context.pipeline_node.node_info.id if context and context.pipeline_node else None,
+            source_revision=config.source_revision,
+            inputs_digest=config.inputs_digest,
+            savedmodel_fingerprint=fingerprint,
+        )
 
     def _pushed(self, model_push: types.Artifact, config: PushConfig, manifest: dict, reason: str) -> None:
         version = manifest["version"]
