@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from components import variants as push_defaults
 from components.variants import DEFAULT_PARITY_TOLERANCES as DEFAULT_PARITY_TOLERANCES
 from components.variants import VARIANTS as VARIANTS
 from shelf_data.contract import LABELS
@@ -286,9 +287,9 @@ def select_golden_indices(labels: np.ndarray, count: int) -> list[int]:
 class VerifyConfig:
     """Budgets and tolerances that decide whether a variant may ship."""
 
-    size_budget_bytes: int = 5_000_000
-    latency_budget_ms: float = 20.0
-    damaged_recall_tolerance: float = 0.02
+    size_budget_bytes: int = push_defaults.SIZE_BUDGET_BYTES
+    latency_budget_ms: float = push_defaults.LATENCY_BUDGET_MS
+    damaged_recall_tolerance: float = push_defaults.DAMAGED_RECALL_TOLERANCE
     parity_tolerances: Mapping[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_PARITY_TOLERANCES))
     latency_repeats: int = 50
 

@@ -1,7 +1,8 @@
-"""The TFLite variants the pusher can build: their one definition.
+"""The TFLite variants the pusher can build and the push defaults: their one definition.
 
-Kept free of TensorFlow imports so that the config loader and the CLI can
-validate variant names without loading TensorFlow.
+The config (``[push]``), the TFLitePusher component, its executor and the
+converter's verification all take their defaults from here. Kept free of
+TensorFlow imports so that the config loader and the CLI can use it cheaply.
 """
 
 from __future__ import annotations
@@ -11,3 +12,13 @@ VARIANTS: tuple[str, ...] = ("fp32", "fp16", "dynamic", "int8")
 # Parity with the SavedModel on the golden samples, on probabilities. The
 # quantized variants are judged by agreement and recall instead.
 DEFAULT_PARITY_TOLERANCES: dict[str, float] = {"fp32": 1e-5, "fp16": 1e-2}
+
+# Push defaults.
+MODEL_NAME = "shelf_audit"
+DEFAULT_VARIANTS: tuple[str, ...] = ("fp16", "int8")
+DEFAULT_VARIANT = "fp16"  # the safe default on handhelds: fp32 accuracy at half the size
+SIZE_BUDGET_BYTES = 5_000_000
+LATENCY_BUDGET_MS = 20.0
+DAMAGED_RECALL_TOLERANCE = 0.02
+GOLDEN_COUNT = 8
+REPRESENTATIVE_COUNT = 200

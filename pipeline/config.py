@@ -17,6 +17,7 @@ from typing import Any
 import tomli
 
 from components import spans as spans_lib
+from components import variants as push_defaults
 from components.variants import VARIANTS
 from shelf_data.contract import LABELS
 from shelf_model.hparams import TrainingConfig
@@ -70,13 +71,13 @@ class PushConfig:
     """Where and how the blessed model is converted and published."""
 
     bucket: str = ""  # empty: <home>/bucket
-    model_name: str = "shelf_audit"
-    variants: Sequence[str] = ("fp16", "int8")
-    default_variant: str = "fp16"
-    size_budget_mb: float = 5.0
-    latency_budget_ms: float = 20.0
-    damaged_recall_tolerance: float = 0.02
-    golden_samples: int = 8
+    model_name: str = push_defaults.MODEL_NAME
+    variants: Sequence[str] = push_defaults.DEFAULT_VARIANTS
+    default_variant: str = push_defaults.DEFAULT_VARIANT
+    size_budget_mb: float = push_defaults.SIZE_BUDGET_BYTES / 1_000_000
+    latency_budget_ms: float = push_defaults.LATENCY_BUDGET_MS
+    damaged_recall_tolerance: float = push_defaults.DAMAGED_RECALL_TOLERANCE
+    golden_samples: int = push_defaults.GOLDEN_COUNT
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,6 +27,8 @@ import os
 import sys
 from typing import Any
 
+from components import variants as push_defaults
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 
@@ -98,7 +100,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the actions list, show, verify, rollback and lineage, each with ``--bucket`` and ``--model``."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--bucket", required=True, help="bucket root: local folder, gs://... or ram://...")
-    common.add_argument("--model", default="shelf_audit", help="model folder in the bucket (default: %(default)s)")
+    common.add_argument(
+        "--model", default=push_defaults.MODEL_NAME, help="model folder in the bucket (default: %(default)s)"
+    )
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     actions.add_parser("list", parents=[common], help="versions: time, default variant, size, gate metrics, LATEST")

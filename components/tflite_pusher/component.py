@@ -19,6 +19,7 @@ from tfx.orchestration import data_types
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from components import variants as push_defaults
 from components.tflite_pusher import executor
 from components.variants import DEFAULT_PARITY_TOLERANCES, VARIANTS
 
@@ -86,15 +87,15 @@ class TFLitePusher(base_component.BaseComponent):
         model_blessing: types.BaseChannel,
         transformed_examples: types.BaseChannel,
         bucket: str | data_types.RuntimeParameter,
-        model_name: str = "shelf_audit",
-        variants: Sequence[str] = ("fp16", "int8"),
-        default_variant: str = "fp16",
-        size_budget_bytes: int = 5_000_000,
-        latency_budget_ms: float = 20.0,
-        damaged_recall_tolerance: float = 0.02,
+        model_name: str = push_defaults.MODEL_NAME,
+        variants: Sequence[str] = push_defaults.DEFAULT_VARIANTS,
+        default_variant: str = push_defaults.DEFAULT_VARIANT,
+        size_budget_bytes: int = push_defaults.SIZE_BUDGET_BYTES,
+        latency_budget_ms: float = push_defaults.LATENCY_BUDGET_MS,
+        damaged_recall_tolerance: float = push_defaults.DAMAGED_RECALL_TOLERANCE,
         parity_tolerances: Mapping[str, float] | None = None,
-        golden_count: int = 8,
-        representative_count: int = 200,
+        golden_count: int = push_defaults.GOLDEN_COUNT,
+        representative_count: int = push_defaults.REPRESENTATIVE_COUNT,
         model_evaluation: types.BaseChannel | None = None,
         source_revision: str = "",
         examples: types.BaseChannel | None = None,

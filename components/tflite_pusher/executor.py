@@ -36,6 +36,7 @@ from tfx.types import artifact_utils, standard_component_specs
 
 from components import drift as drift_lib
 from components import model_bucket, split_stats, splits, tflite_convert
+from components import variants as push_defaults
 from shelf_data.contract import LABELS
 
 # Input/output keys: the stock ones where the meaning is the same.
@@ -72,12 +73,12 @@ class PushConfig:
     """Plain values the executor works from (parsed once from exec properties)."""
 
     bucket: str
-    model_name: str = "shelf_audit"
-    variants: tuple[str, ...] = ("fp16", "int8")
-    default_variant: str = "fp16"
+    model_name: str = push_defaults.MODEL_NAME
+    variants: tuple[str, ...] = push_defaults.DEFAULT_VARIANTS
+    default_variant: str = push_defaults.DEFAULT_VARIANT
     verify: tflite_convert.VerifyConfig = dataclasses.field(default_factory=tflite_convert.VerifyConfig)
-    golden_count: int = 8
-    representative_count: int = 200
+    golden_count: int = push_defaults.GOLDEN_COUNT
+    representative_count: int = push_defaults.REPRESENTATIVE_COUNT
     source_revision: str = ""
     inputs_digest: str = ""
     split_settings: str = ""
