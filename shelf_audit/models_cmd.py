@@ -1,103 +1,71 @@
-"""``shelf-audit models``: list, show, verify or roll back models in a bucket; trace a version to its spans.
+"""``shelf-audit models``: list, show, verify, roll back or clean models in a bucket; sign; trace a version.
 
 Examples::
 
     shelf-audit models list --bucket gs://acme-models
     shelf-audit models show --bucket gs://acme-models 20261125T120102Z-3fa9c1
-    shelf-audit models verify --bucket gs://acme-models          # LATEST
+    shelf-audit models verify --bucket gs://acme-models --public-key release.pub.pem   # LATEST
     shelf-audit models rollback --bucket gs://acme-models         # the version before LATEST
+    shelf-audit models clean --bucket gs://acme-models            # leftovers of killed publishes
+    shelf-audit models keygen --out ~/keys/release.pem            # an Ed25519 signing key (0600)
     shelf-audit models lineage --bucket runs/demo/bucket --home runs/demo 20261125T120102Z-3fa9c1
 
-``list``, ``show`` and ``lineage`` only read JSON: on a local bucket they do
-not import TensorFlow (``gs://`` and ``ram://`` go through
-:mod:`components.model_bucket`, which needs it). ``lineage`` walks ML
-Metadata (:mod:`pipeline.lineage`) and, when the store cannot be reached,
-prints the chain the manifest records and says so on stderr.
+``list``, ``show``, ``verify --no-run``, ``clean`` and ``keygen`` do not
+import TensorFlow on a local bucket (:mod:`components.model_bucket` uses the
+``os`` module for local paths and ``tf.io.gfile`` only for ``gs://`` and
+``ram://``); ``verify`` without ``--no-run`` needs TFLite to replay the golden
+samples. ``lineage`` walks ML Metadata (:mod:`pipeline.lineage`) and, when the
+store cannot be reached, prints the chain the manifest records and says so on
+stderr.
 
-Exit status: 0 ok, 1 error (missing version, failed verification: the
-failing file is named on stderr).
+Exit status: 0 ok, 1 error (missing bucket or version, failed verification:
+the failing file is named on stderr; ``list`` also exits 1 after listing when
+a version is broken or ``LATEST`` names a version that is not complete).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import os
 import sys
 from typing import Any
 
+from components import model_bucket as mb
+from components import signing
 from components import variants as push_defaults
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 
-# The bucket layout of components/model_bucket.py (README, "Bucket contract"), read here
-# without TensorFlow for local buckets.
-_LATEST, _VERSIONS, _MANIFEST = "LATEST", "versions", "manifest.json"
-
-
-class BucketReadError(RuntimeError):
-    """A local bucket lacks the version asked for (same messages as ``model_bucket.BucketError``)."""
-
-
-def _local(bucket: str) -> bool:
-    return "://" not in bucket
-
 
 def _root(bucket: str, model: str) -> str:
-    if not model or "/" in model or model.startswith("."):
-        raise ValueError(f"model_name must be a plain folder name. Received model_name={model!r}")
-    return os.path.join(bucket.rstrip("/"), model)
+    return mb.model_root(bucket, model)
 
 
 def read_latest(bucket: str, model: str) -> str | None:
-    """The version ``LATEST`` names, or None (plain file read for a local bucket)."""
-    if not _local(bucket):
-        from components import model_bucket as mb
-
-        return mb.read_latest(bucket, model)
-    path = os.path.join(_root(bucket, model), _LATEST)
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return f.read().strip() or None
+    """The version ``LATEST`` names, or None."""
+    return mb.read_latest(bucket, model)
 
 
 def list_versions(bucket: str, model: str) -> list[str]:
     """Complete versions (with a manifest), oldest first."""
-    if not _local(bucket):
-        from components import model_bucket as mb
-
-        return mb.list_versions(bucket, model)
-    folder = os.path.join(_root(bucket, model), _VERSIONS)
-    if not os.path.isdir(folder):
-        return []
-    return [v for v in sorted(os.listdir(folder)) if os.path.isfile(os.path.join(folder, v, _MANIFEST))]
+    return mb.list_versions(bucket, model)
 
 
 def read_manifest(bucket: str, model: str, version: str | None = None) -> dict[str, Any]:
     """The manifest of ``version`` (default: LATEST).
 
     Raises:
-        BucketReadError: nothing published, or no complete version of that name.
+        model_bucket.BucketError: nothing published, no complete version of that name, or unreadable.
     """
-    if not _local(bucket):
-        from components import model_bucket as mb
-
-        return mb.read_manifest(bucket, model, version)
-    version = version or read_latest(bucket, model)
-    if version is None:
-        raise BucketReadError(f"nothing published under {_root(bucket, model)}")
-    path = os.path.join(_root(bucket, model), _VERSIONS, version, _MANIFEST)
-    if not os.path.isfile(path):
-        raise BucketReadError(f"no complete version {version!r} under {_root(bucket, model)}")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return mb.read_manifest(bucket, model, version)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the actions list, show, verify, rollback and lineage, each with ``--bucket`` and ``--model``."""
+    """Add the actions list, show, verify, rollback, clean, keygen and lineage."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--bucket", required=True, help="bucket root: local folder, gs://... or ram://...")
     common.add_argument(
@@ -105,15 +73,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
-    actions.add_parser("list", parents=[common], help="versions: time, default variant, size, gate metrics, LATEST")
+    actions.add_parser(
+        "list", parents=[common], help="versions: time, default variant, size, gate metrics, signature, LATEST"
+    )
     show = actions.add_parser("show", parents=[common], help="print one manifest")
     show.add_argument("version", nargs="?", help="default: LATEST")
-    verify = actions.add_parser("verify", parents=[common], help="checksums, and each model loads and runs")
+    verify = actions.add_parser("verify", parents=[common], help="signature, checksums, and each model loads and runs")
     verify.add_argument("version", nargs="?", help="default: LATEST")
-    verify.add_argument("--no-run", action="store_true", help="checksums only, do not run the models")
+    verify.add_argument("--version", dest="version_flag", metavar="VERSION", help="the same as the positional VERSION")
+    verify.add_argument("--no-run", action="store_true", help="signature and checksums only, do not run the models")
+    verify.add_argument(
+        "--public-key",
+        help="the release public key (PEM) the signature must verify against; without it, the manifest's own key "
+        "is used, which proves integrity but not origin",
+    )
     rollback = actions.add_parser("rollback", parents=[common], help="move LATEST to another version")
     rollback.add_argument("version", nargs="?", help="default: the newest version older than LATEST")
-    rollback.add_argument("--reason", default="", help="why, recorded in history.jsonl")
+    rollback.add_argument("--reason", default="", help="why, recorded in the history event")
+    clean = actions.add_parser(
+        "clean",
+        parents=[common],
+        help="remove leftovers of interrupted publishes (staging, temporary files, versions without a manifest) "
+        "older than --grace-minutes, and re-derive LATEST from the history",
+    )
+    clean.add_argument("--grace-minutes", type=float, default=mb.CLEAN_GRACE_SECONDS / 60, help="default %(default)s")
+    keygen = actions.add_parser("keygen", help="write a new Ed25519 signing key (mode 0600) and print its public key")
+    keygen.add_argument("--out", required=True, help="private key file to create (PEM); never inside the repository")
+    keygen.add_argument("--public-out", help="public key file (PEM); default: <out>.pub")
     lineage = actions.add_parser(
         "lineage", parents=[common], help="version -> run -> model -> examples -> ExampleGen -> spans (ML Metadata)"
     )
@@ -132,40 +118,73 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _row(version: str, manifest: dict[str, Any], latest: str | None) -> list[str]:
+    variant = manifest.get("default_variant")
+    entry = manifest.get("variants", {}).get(variant, {})
+    gate = manifest.get("gate_metrics", {})
+    overall = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(gate.get("overall", {}).items()))
+    per_class = ", ".join(
+        f"{label}.{k}={_fmt(v)}"
+        for label, metrics in sorted(gate.get("per_class", {}).items())
+        for k, v in metrics.items()
+    )
+    signed = "signed" if manifest.get("signing") else "unsigned"
+    return [
+        "*" if version == latest else "",
+        version,
+        str(manifest.get("created", "-")),
+        _fmt(variant),
+        _fmt(entry.get("bytes")),
+        _fmt(entry.get("latency_ms"), 2),
+        signed,
+        "; ".join(p for p in (overall, per_class) if p) or "-",
+    ]
+
+
 def _list(args: argparse.Namespace) -> int:
-    versions = list_versions(args.bucket, args.model)
-    if not versions:
-        print(f"no versions under {_root(args.bucket, args.model)}")
-        return EXIT_OK
+    if not mb.bucket_exists(args.bucket):
+        print(f"error: bucket {args.bucket} does not exist (or is not a folder)", file=sys.stderr)
+        return EXIT_ERROR
+    root = _root(args.bucket, args.model)
+    folders = mb.version_folders(args.bucket, args.model)
     latest = read_latest(args.bucket, args.model)
-    rows = [["", "version", "created", "variant", "bytes", "latency_ms", "gate metrics"]]
-    for version in versions:
-        manifest = read_manifest(args.bucket, args.model, version)
-        variant = manifest.get("default_variant")
-        entry = manifest.get("variants", {}).get(variant, {})
-        gate = manifest.get("gate_metrics", {})
-        overall = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(gate.get("overall", {}).items()))
-        per_class = ", ".join(
-            f"{label}.{k}={_fmt(v)}"
-            for label, metrics in sorted(gate.get("per_class", {}).items())
-            for k, v in metrics.items()
-        )
-        rows.append(
-            [
-                "*" if version == latest else "",
-                version,
-                manifest.get("created", "-"),
-                _fmt(variant),
-                _fmt(entry.get("bytes")),
-                _fmt(entry.get("latency_ms"), 2),
-                "; ".join(p for p in (overall, per_class) if p) or "-",
-            ]
-        )
+    if not folders and latest is None:
+        print(f"no versions under {root}")
+        return EXIT_OK
+    rows = [["", "version", "created", "variant", "bytes", "latency_ms", "signature", "gate metrics"]]
+    good: set[str] = set()
+    broken = 0
+    for version in folders:
+        mark = "*" if version == latest else ""
+        if not mb.is_complete(args.bucket, args.model, version):
+            rows.append([mark, version, "-", "-", "-", "-", "-", "incomplete: no manifest.json (in flight or killed)"])
+            continue
+        try:
+            manifest = read_manifest(args.bucket, args.model, version)
+        except mb.BucketError as error:
+            broken += 1
+            reason = str(error).removeprefix(f"version {version}: ")
+            rows.append([mark, version, "-", "-", "-", "-", "-", f"broken: {reason}"])
+            print(f"error: version {version} is broken: {reason}", file=sys.stderr)
+            continue
+        good.add(version)
+        rows.append(_row(version, manifest, latest))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
     print(f"(* = LATEST: {latest})")
-    return EXIT_OK
+    status = EXIT_ERROR if broken else EXIT_OK
+    if latest is not None and latest not in good:
+        print(f"error: LATEST of {root} names {latest}, which is not a complete, readable version", file=sys.stderr)
+        status = EXIT_ERROR
+    expected = mb.latest_from_events(mb.read_history(args.bucket, args.model))
+    if expected is not None and expected != latest:
+        print(
+            f"warning: LATEST names {latest} but the history makes {expected} current (a publish or rollback in "
+            "flight, or one that was killed: `shelf-audit models clean` settles it)",
+            file=sys.stderr,
+        )
+    return status
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -220,26 +239,66 @@ def _lineage(args: argparse.Namespace) -> int:
     except Exception as error:  # noqa: BLE001 - any store problem: fall back to the manifest, and say why.
         print(f"ML Metadata not used ({error}); the chain below is the manifest's record alone", file=sys.stderr)
         chain = lineage.from_manifest(version, manifest)
-    print(lineage.format_chain(chain, os.path.join(_root(args.bucket, args.model), _VERSIONS, version)))
+    print(lineage.format_chain(chain, mb.version_dir(args.bucket, args.model, version)))
     return EXIT_OK
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from components import model_bucket as mb
-
-    result = mb.verify_version(args.bucket, args.model, args.version, run_models=not args.no_run)
+    if args.version and args.version_flag and args.version != args.version_flag:
+        print(f"error: two versions given: {args.version} and --version {args.version_flag}", file=sys.stderr)
+        return EXIT_ERROR
+    pinned = None
+    if args.public_key:
+        with open(args.public_key, "rb") as f:
+            pinned = signing.load_public_key(f.read())
+    result = mb.verify_version(
+        args.bucket, args.model, args.version or args.version_flag, run_models=not args.no_run, public_key=pinned
+    )
+    for warning in result.warnings:
+        print(f"warning {result.version}: {warning}", file=sys.stderr)
     for problem in result.problems:
         print(f"FAILED {result.version}: {problem}", file=sys.stderr)
     if not result.ok:
         return EXIT_ERROR
     what = "checksums" if args.no_run else "checksums, models load and replay golden samples"
-    print(f"ok {result.version}: {len(result.checked)} files ({what})")
+    print(f"ok {result.version}: {result.signature}; {len(result.checked)} files ({what})")
+    return EXIT_OK
+
+
+def _clean(args: argparse.Namespace) -> int:
+    if not mb.bucket_exists(args.bucket):
+        print(f"error: bucket {args.bucket} does not exist (or is not a folder)", file=sys.stderr)
+        return EXIT_ERROR
+    removed = mb.clean(args.bucket, args.model, grace_seconds=args.grace_minutes * 60)
+    for path in removed:
+        print(f"removed {path}")
+    latest = mb.settle_latest(args.bucket, args.model)
+    print(f"{len(removed)} leftover(s) removed; LATEST: {latest}")
+    return EXIT_OK
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    public_out = args.public_out or f"{args.out}.pub"
+    private, public = signing.generate_private_key_pem()
+    try:  # O_EXCL: never overwrite a key; 0600 from the start, not chmod after
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        print(f"error: {args.out} exists; not overwritten", file=sys.stderr)
+        return EXIT_ERROR
+    with os.fdopen(fd, "wb") as f:
+        f.write(private)
+    with open(public_out, "wb") as f:
+        f.write(public)
+    print(f"private key: {args.out} (mode 0600; keep it out of the repository and the bucket)")
+    print(f"public key: {public_out}, fingerprint {signing.fingerprint(signing.load_public_key(public))}")
+    print(public.decode("ascii"), end="")
+    raw = base64.b64encode(signing.load_public_key(public)).decode("ascii")
+    print(f"raw public key (base64, to pin in the app): {raw}")
+    print(f'configure: [push] signing_key = "file:{os.path.abspath(args.out)}" (or env:VARIABLE holding the PEM)')
     return EXIT_OK
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from components import model_bucket as mb
-
     target = args.version
     if target is None:
         latest = mb.read_latest(args.bucket, args.model)
@@ -254,16 +313,20 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _bucket_error(error: Exception) -> bool:
-    # model_bucket (and TensorFlow with it) is only imported by the actions that need it.
-    mb = sys.modules.get("components.model_bucket")
-    return isinstance(error, (BucketReadError, ValueError, OSError)) or (
-        mb is not None and isinstance(error, mb.BucketError)
-    )
+    return isinstance(error, (mb.BucketError, signing.SigningError, ValueError, OSError))
 
 
 def run(args: argparse.Namespace) -> int:
     """Run one ``models`` action; bucket errors become exit status 1 with a message."""
-    handlers = {"list": _list, "show": _show, "verify": _verify, "rollback": _rollback, "lineage": _lineage}
+    handlers = {
+        "list": _list,
+        "show": _show,
+        "verify": _verify,
+        "rollback": _rollback,
+        "clean": _clean,
+        "keygen": _keygen,
+        "lineage": _lineage,
+    }
     try:
         return handlers[args.action](args)
     except Exception as error:

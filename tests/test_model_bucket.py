@@ -98,18 +98,18 @@ def test_same_model_twice_is_a_noop(tmp_path, models):
 def test_crash_mid_publish_leaves_latest_and_versions_alone(tmp_path, models):
     bucket = str(tmp_path / "bucket")
     first = _publish(bucket, models["a"])
-    real_copy = tf.io.gfile.copy
+    real_copy = mb._copy
     calls = []
 
-    def flaky_copy(src, dst, overwrite=False):
+    def flaky_copy(src, dst):
         calls.append(dst)
         if len(calls) == 3:
             raise OSError("simulated crash while copying")
-        return real_copy(src, dst, overwrite=overwrite)
+        return real_copy(src, dst)
 
     # A killed process does not clean up either: keep the partial folder.
     with (
-        mock.patch.object(mb.gfile, "copy", side_effect=flaky_copy),
+        mock.patch.object(mb, "_copy", side_effect=flaky_copy),
         mock.patch.object(mb, "_remove_quietly"),
         pytest.raises(OSError, match="simulated crash"),
     ):
@@ -195,3 +195,135 @@ def test_bad_names_are_refused(tmp_path, models):
     with pytest.raises(ValueError, match="model_name"):
         mb.model_root(str(tmp_path), "../up")
     assert np.array_equal(mb.list_versions(str(tmp_path), "shelf_audit"), [])
+
+
+def _fake(bucket: str, tag: str = "x", now=T0, **kwargs) -> mb.PublishResult:
+    """A publish of fake model bytes (the bucket never parses them)."""
+    manifest = mb.build_manifest(
+        model_name="shelf_audit",
+        default_variant="fp32",
+        variants={"fp32": {"file": "model.tflite"}},
+        labels=LABELS,
+        gate_metrics={},
+        lineage={},
+        image_shape=(8, 8, 1),
+    )
+    return mb.publish(
+        bucket, "shelf_audit", {"model.tflite": tag.encode(), "labels.txt": b"ok\n"}, manifest, now=now, **kwargs
+    )
+
+
+@pytest.mark.parametrize("name", ["", "..", ".", "../up", "a/b", "/abs", ".hidden", "a\\b", "gs://x", "a\x00b"])
+def test_model_names_and_versions_cannot_escape_the_bucket(tmp_path, name):
+    bucket = str(tmp_path / "bucket")
+    _fake(bucket)
+    with pytest.raises(ValueError):
+        mb.model_root(bucket, name)
+    with pytest.raises(ValueError):
+        mb.version_dir(bucket, "shelf_audit", name)
+    with pytest.raises(ValueError):
+        mb.read_manifest(bucket, "shelf_audit", name or "..")
+    with pytest.raises(ValueError):
+        mb.rollback(bucket, "shelf_audit", name or "..")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bucket"]
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc/passwd", "a/../../b", "", "golden/..", "manifest.json", "manifest.sig"])
+def test_file_names_cannot_escape_the_version(tmp_path, name):
+    with pytest.raises(ValueError, match="invalid file name"):
+        _fake(str(tmp_path / "bucket"), extra_files={name: b"x"})
+    assert mb.list_versions(str(tmp_path / "bucket"), "shelf_audit") == []
+
+
+def test_a_latest_naming_a_traversal_is_refused(tmp_path):
+    bucket = str(tmp_path / "bucket")
+    _fake(bucket)
+    (tmp_path / "bucket" / "shelf_audit" / "LATEST").write_text("../../../etc\n")
+    with pytest.raises(ValueError, match="version must be a plain name"):
+        mb.read_manifest(bucket, "shelf_audit")
+
+
+def test_extra_files_are_in_the_manifest_and_verified(tmp_path):
+    bucket = str(tmp_path / "bucket")
+    result = _fake(bucket, extra_files={"report.html": b"<html>report</html>"})
+    manifest = mb.read_manifest(bucket, "shelf_audit")
+    assert manifest["files"]["report.html"] == {"bytes": 19, "sha256": mb.sha256(b"<html>report</html>")}
+    assert mb.verify_version(bucket, "shelf_audit", run_models=False).ok
+    (tmp_path / "bucket" / "shelf_audit" / "versions" / result.version / "report.html").write_text("<html>x</html>")
+    assert mb.verify_version(bucket, "shelf_audit", run_models=False).problems == (
+        f"report.html: checksum mismatch (expected sha256 {mb.sha256(b'<html>report</html>')[:12]}...)",
+    )
+    with pytest.raises(ValueError, match="clashes"):
+        _fake(bucket, "y", extra_files={"labels.txt": b""})
+
+
+def test_extra_manifest_keys_are_kept(tmp_path):
+    bucket = str(tmp_path / "bucket")
+    files, manifest = (
+        {"model.tflite": b"m"},
+        mb.build_manifest(
+            model_name="shelf_audit",
+            default_variant="fp32",
+            variants={"fp32": {"file": "model.tflite"}},
+            labels=LABELS,
+            gate_metrics={},
+            lineage={},
+            image_shape=(8, 8, 1),
+            extra={"data_quality": {"bad_records": 0}},
+        ),
+    )
+    mb.publish(bucket, "shelf_audit", files, manifest, now=T0)
+    assert mb.read_manifest(bucket, "shelf_audit")["data_quality"] == {"bad_records": 0}
+
+
+def test_a_byte_flipped_in_an_unsigned_manifest_fails_verify(tmp_path):
+    bucket = str(tmp_path / "bucket")
+    result = _fake(bucket)
+    path = tmp_path / "bucket" / "shelf_audit" / "versions" / result.version / "manifest.json"
+    path.write_bytes(path.read_bytes().replace(b'"fp32"', b'"fp33"', 1))
+    report = mb.verify_version(bucket, "shelf_audit", run_models=False)
+    assert not report.ok and report.problems[0].startswith("manifest.json: sha256 differs from the one recorded")
+
+
+def test_a_truncated_manifest_names_its_version(tmp_path):
+    bucket = str(tmp_path / "bucket")
+    result = _fake(bucket)
+    path = tmp_path / "bucket" / "shelf_audit" / "versions" / result.version / "manifest.json"
+    path.write_bytes(path.read_bytes()[:60])
+    with pytest.raises(mb.BucketError, match=f"version {result.version}: .*manifest.json is not valid JSON"):
+        mb.read_manifest(bucket, "shelf_audit", result.version)
+
+
+def test_legacy_single_file_history_is_still_read(tmp_path):
+    bucket = str(tmp_path / "bucket")
+    first = _fake(bucket, "a")
+    root = tmp_path / "bucket" / "shelf_audit"
+    # A bucket written before the event log: its history in history.jsonl, no history/ folder.
+    for event in (root / "history").iterdir():
+        event.unlink()
+    (root / "history").rmdir()
+    line = {"action": "publish", "version": first.version, "previous": None, "time": "2026-11-25T12:01:02+00:00"}
+    (root / "history.jsonl").write_text(json.dumps(line) + "\n")
+    second = _fake(bucket, "b", now=T0 + datetime.timedelta(hours=1))
+    assert [(h["action"], h["version"]) for h in mb.read_history(bucket, "shelf_audit")] == [
+        ("publish", first.version),
+        ("publish", second.version),
+    ]
+    assert mb.read_latest(bucket, "shelf_audit") == second.version
+    mb.rollback(bucket, "shelf_audit", first.version)
+    assert mb.read_latest(bucket, "shelf_audit") == first.version
+    assert (root / "history.jsonl").read_text() == json.dumps(line) + "\n"  # never rewritten
+
+
+def test_probe_writable(tmp_path):
+    bucket = tmp_path / "new" / "bucket"
+    mb.probe_writable(str(bucket))  # created, like publish does
+    assert bucket.is_dir() and list(bucket.iterdir()) == []  # the probe object is gone
+    with pytest.raises(mb.BucketError, match="bucket /proc/nope is not writable: "):
+        mb.probe_writable("/proc/nope")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(mb.BucketError, match=f"bucket {tmp_path}/file/b is not writable"):
+        mb.probe_writable(str(tmp_path / "file" / "b"))
+    with pytest.raises(mb.BucketError, match="bucket '' is not writable"):
+        mb.probe_writable("")
+    mb.probe_writable(f"ram://probe-{uuid.uuid4().hex}")

@@ -1,9 +1,11 @@
-"""Tests of ``shelf-audit models list|show|verify|rollback``."""
+"""Tests of ``shelf-audit models list|show|verify|rollback|clean``."""
 
 from __future__ import annotations
 
 import datetime
 import json
+import subprocess
+import sys
 
 import pytest
 import tflite_helpers as helpers
@@ -98,3 +100,62 @@ def test_empty_bucket(tmp_path, capsys):
     assert cli.main(["models", "list", "--bucket", str(tmp_path)]) == 0
     assert "no versions" in capsys.readouterr().out
     assert cli.main(["models", "verify", "--bucket", str(tmp_path)]) == 1
+
+
+def test_list_names_a_broken_version_and_lists_the_rest(bucket, tmp_path, capsys):
+    path = _copy(bucket[0], tmp_path / "trunc")
+    versions = bucket[1]
+    manifest = tmp_path / "trunc" / "shelf_audit" / "versions" / versions[0] / "manifest.json"
+    manifest.write_bytes(manifest.read_bytes()[:70])  # truncated mid-string
+    assert cli.main(["models", "list", "--bucket", path]) == 1
+    out, err = capsys.readouterr()
+    row = next(line for line in out.splitlines() if versions[0] in line)
+    assert "broken: " in row and "is not valid JSON" in row
+    assert f"version {versions[0]} is broken" in err
+    assert any(versions[1] in line and line.startswith("*") and "fp32" in line for line in out.splitlines())
+
+
+def test_list_fails_on_a_bucket_that_does_not_exist(tmp_path, capsys):
+    assert cli.main(["models", "list", "--bucket", str(tmp_path / "nope")]) == 1
+    assert f"bucket {tmp_path / 'nope'} does not exist" in capsys.readouterr().err
+
+
+def test_list_flags_a_dangling_latest(bucket, tmp_path, capsys):
+    path = _copy(bucket[0], tmp_path / "dangling")
+    (tmp_path / "dangling" / "shelf_audit" / "LATEST").write_text("20991231T000000Z-abcdef\n")
+    assert cli.main(["models", "list", "--bucket", path]) == 1
+    err = capsys.readouterr().err
+    assert "LATEST of" in err and "names 20991231T000000Z-abcdef, which is not a complete" in err
+    # A version folder without its manifest (a killed publish): listed as incomplete, LATEST on it flagged.
+    partial = tmp_path / "dangling" / "shelf_audit" / "versions" / "20991231T000000Z-abcdef"
+    partial.mkdir()
+    (partial / "model.tflite").write_bytes(b"half")
+    assert cli.main(["models", "list", "--bucket", path]) == 1
+    out, err = capsys.readouterr()
+    assert "incomplete: no manifest.json" in out and "not a complete" in err
+
+
+def test_clean_removes_old_leftovers_and_settles_latest(bucket, tmp_path, capsys):
+    path = _copy(bucket[0], tmp_path / "clean")
+    root = tmp_path / "clean" / "shelf_audit"
+    (root / ".staging" / "20200101T000000Z-abcdef-1600000000-0a0b0c").mkdir(parents=True)
+    (root / "LATEST.tmp-1600000000-deadbeef").write_text("x")
+    (root / "LATEST").write_text(bucket[1][0] + "\n")  # disagrees with the history: a killed writer
+    assert cli.main(["models", "list", "--bucket", path]) == 0
+    assert f"the history makes {bucket[1][1]} current" in capsys.readouterr().err
+    assert cli.main(["models", "clean", "--bucket", path]) == 0
+    assert "2 leftover(s) removed; LATEST: " + bucket[1][1] in capsys.readouterr().out
+    assert list((root / ".staging").iterdir()) == [] and not (root / "LATEST.tmp-1600000000-deadbeef").exists()
+    assert mb.read_latest(path, "shelf_audit") == bucket[1][1]
+
+
+def test_list_show_and_verify_no_run_do_not_import_tensorflow(bucket):
+    code = (
+        "import sys\n"
+        "from shelf_audit import cli\n"
+        "for action in (['list'], ['show'], ['verify', '--no-run']):\n"
+        "    assert cli.main(['models', *action, '--bucket', sys.argv[1]]) == 0, action\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, bucket[0]], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

@@ -19,6 +19,7 @@ from tfx.orchestration import data_types
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from components import signing
 from components import variants as push_defaults
 from components.tflite_pusher import executor
 from components.variants import DEFAULT_PARITY_TOLERANCES, VARIANTS
@@ -45,6 +46,8 @@ class TFLitePusherSpec(ComponentSpec):
         executor.SOURCE_REVISION_KEY: ExecutionParameter(type=str, optional=True),
         executor.INPUTS_DIGEST_KEY: ExecutionParameter(type=str, optional=True),
         executor.SPLIT_SETTINGS_KEY: ExecutionParameter(type=str, optional=True),
+        # The signing key's *source* (file:/env:/gcpkms://), never the key; resolved by the executor.
+        executor.SIGNING_KEY_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
@@ -103,6 +106,7 @@ class TFLitePusher(base_component.BaseComponent):
         drift: types.BaseChannel | None = None,
         statistics: types.BaseChannel | None = None,
         split_settings: Mapping[str, Any] | None = None,
+        signing_key: str = "",
     ):
         """Construct the component.
 
@@ -134,6 +138,9 @@ class TFLitePusher(base_component.BaseComponent):
             statistics: optional StatisticsGen output: photos per split and class for the manifest.
             split_settings: ``{"buckets": {split: n}, "partition_feature": str, "seed": int}`` for the
                 manifest's ``splits`` block (with ``statistics``).
+            signing_key: where the manifest signing key comes from (``file:/path``, ``env:VAR`` or
+                ``gcpkms://...``; :mod:`components.signing`); empty: unsigned unless
+                ``SHELF_AUDIT_SIGNING_KEY`` is set where the executor runs.
 
         Raises:
             ValueError: an argument or a combination of them is invalid.
@@ -172,6 +179,8 @@ class TFLitePusher(base_component.BaseComponent):
             raise ValueError(f"parity_tolerances must map variants to values >= 0. Received {bad}")
         if golden_count < 1:
             raise ValueError(f"golden_count must be >= 1. Received golden_count={golden_count}")
+        if signing_key:
+            signing.check_source(signing_key)
         if "int8" in variants and representative_count < 1:
             raise ValueError(
                 f"int8 needs representative_count >= 1. Received representative_count={representative_count}"
@@ -197,6 +206,7 @@ class TFLitePusher(base_component.BaseComponent):
             drift=drift,
             statistics=statistics,
             split_settings=json.dumps(dict(split_settings), sort_keys=True) if split_settings else None,
+            signing_key=signing_key or None,
             pushed_model=types.Channel(type=standard_artifacts.PushedModel),
         )
         super().__init__(spec=spec)

@@ -1,0 +1,296 @@
+"""The bucket under concurrency and crashes: concurrent publishers and rollbacks, and a publish killed at each step.
+
+Publishes here carry small fake model bytes (the bucket never parses them), so the tests take seconds and, on
+local folders, never import TensorFlow (``ram://`` does: it is TensorFlow's in-memory filesystem).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import multiprocessing
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent import futures
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+from components import model_bucket as mb
+
+pytestmark = pytest.mark.component
+
+MODEL = "shelf_audit"
+PER_PUBLISHER = 10
+
+
+def _payload(tag: str, unique: bool = True) -> tuple[dict[str, bytes], dict]:
+    data = f"model {tag} {uuid.uuid4().hex if unique else ''}".encode()
+    manifest = mb.build_manifest(
+        model_name=MODEL,
+        default_variant="fp16",
+        variants={"fp16": {"file": "model.tflite", "bytes": len(data), "latency_ms": 0.1}},
+        labels=["ok", "misplaced", "damaged"],
+        gate_metrics={"overall": {"weighted_recall": 0.9}},
+        lineage={"pipeline_run_id": tag},
+        image_shape=(8, 8, 1),
+    )
+    return {"model.tflite": data, "labels.txt": b"ok\nmisplaced\ndamaged\n"}, manifest
+
+
+def publish_one(bucket: str, tag: str, now: datetime.datetime | None = None) -> str:
+    """Publish one fresh fake model; its version."""
+    files, manifest = _payload(tag)
+    result = mb.publish(bucket, MODEL, files, manifest, now=now)
+    assert result.created
+    return result.version
+
+
+def _minutes_ago(minutes: float) -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=minutes)
+
+
+def publisher(bucket: str, tag: str, count: int, start: float) -> list[str]:
+    """Publish ``count`` versions as fast as possible (a process or a thread), from ``start`` (epoch seconds) on."""
+    time.sleep(max(0.0, start - time.time()))
+    return [publish_one(bucket, f"{tag}-{i}") for i in range(count)]
+
+
+def rollbacker(bucket: str, count: int, start: float, deadline: float) -> list[str]:
+    """Roll back ``count`` times to a random older complete version while the publishers run."""
+    time.sleep(max(0.0, start - time.time()))
+    rng = random.Random(os.getpid() ^ threading.get_ident())
+    targets: list[str] = []
+    while len(targets) < count and time.time() < deadline:
+        versions = mb.list_versions(bucket, MODEL)
+        if len(versions) < 2:
+            time.sleep(0.02)
+            continue
+        target = rng.choice(versions[:-1])
+        mb.rollback(bucket, MODEL, target, reason="race test")
+        targets.append(target)
+        time.sleep(rng.uniform(0.0, 0.05))
+    return targets
+
+
+def check_invariants(bucket: str, published: list[str]) -> str:
+    """Every publish has exactly one event; LATEST is what the log says, complete, and not moved back; LATEST."""
+    history = mb.read_history(bucket, MODEL)
+    events = collections.Counter(e["version"] for e in history if e["action"] == "publish")
+    assert sorted(events) == sorted(published), "a publish without its event, or an event without a publish"
+    assert set(events.values()) == {1}, f"duplicate publish events: {events.most_common(3)}"
+    latest = mb.read_latest(bucket, MODEL)
+    assert latest == mb.latest_from_events(history)
+    assert mb.is_complete(bucket, MODEL, latest)
+    assert mb.verify_version(bucket, MODEL, latest, run_models=False).ok
+    # The rule, stated from the last rollback on: LATEST is the newest version published after it that is newer
+    # than every version published before it; with none, the rollback's target.
+    rollbacks = [i for i, e in enumerate(history) if e["action"] == "rollback"]
+    last = rollbacks[-1] if rollbacks else -1
+    before = [e["version"] for e in history[: max(last, 0)] if e["action"] == "publish"]
+    after = [e["version"] for e in history[last + 1 :] if e["action"] == "publish"]
+    newer = [v for v in after if not before or v > max(before)]
+    if newer:
+        assert latest == max(newer)
+    else:
+        assert rollbacks and latest == history[last]["version"]
+    if not rollbacks:
+        assert latest == max(published)
+    return latest
+
+
+def _leftovers(bucket: str) -> list[str]:
+    root = mb.model_root(bucket, MODEL)
+    found = [n for n in mb._listdir(root) if mb.TMP_MARK in n]
+    found += [n for n in mb._listdir(mb._join(root, mb.HISTORY_DIR)) if mb.TMP_MARK in n]
+    staging = mb._join(root, mb.STAGING_DIR)
+    if mb._isdir(staging):
+        found += mb._listdir(staging)
+    return found
+
+
+@pytest.mark.parametrize("with_rollbacks", [False, True], ids=["two-publishers", "two-publishers-and-rollbacks"])
+def test_concurrent_processes_on_a_local_folder(tmp_path, with_rollbacks):
+    bucket = str(tmp_path / "bucket")
+    ctx = multiprocessing.get_context("spawn")
+    start = time.time() + 4.0  # every child imported and waiting: the publishes really overlap
+    with ctx.Pool(3 if with_rollbacks else 2) as pool:
+        jobs = [pool.apply_async(publisher, (bucket, tag, PER_PUBLISHER, start)) for tag in ("p1", "p2")]
+        rolls = pool.apply_async(rollbacker, (bucket, 5, start, start + 60)) if with_rollbacks else None
+        by_publisher = [job.get(timeout=120) for job in jobs]
+        rolled = rolls.get(timeout=120) if rolls else []
+    published = [v for versions in by_publisher for v in versions]
+    assert len(published) == 2 * PER_PUBLISHER == len(set(published))
+    # The two publishers really overlapped: their events interleave in the log.
+    owner = {v: i for i, versions in enumerate(by_publisher) for v in versions}
+    order = [owner[e["version"]] for e in mb.read_history(bucket, MODEL) if e["action"] == "publish"]
+    assert sum(a != b for a, b in zip(order, order[1:], strict=False)) >= 2, f"no overlap: {order}"
+    assert len(rolled) == (5 if with_rollbacks else 0)
+    check_invariants(bucket, published)
+    assert _leftovers(bucket) == []
+    assert [e["action"] for e in mb.read_history(bucket, MODEL)].count("rollback") == len(rolled)
+
+
+def test_concurrent_threads_on_ram():
+    # ram:// lives in one process's memory: threads share it, processes would not.
+    bucket = f"ram://race-{uuid.uuid4().hex}"
+    start = time.time() + 0.2
+    with futures.ThreadPoolExecutor(3) as pool:
+        jobs = [pool.submit(publisher, bucket, tag, PER_PUBLISHER, start) for tag in ("t1", "t2")]
+        rolls = pool.submit(rollbacker, bucket, 5, start, start + 60)
+        published = [v for job in jobs for v in job.result(timeout=120)]
+        rolled = rolls.result(timeout=120)
+    assert len(published) == 2 * PER_PUBLISHER and len(rolled) == 5
+    check_invariants(bucket, published)
+
+
+def test_a_slower_publish_of_an_older_build_does_not_move_latest_back(tmp_path):
+    bucket = str(tmp_path / "bucket")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    newer = publish_one(bucket, "newer", now=now)
+    older = publish_one(bucket, "older", now=now - datetime.timedelta(minutes=5))  # built first, finished last
+    assert older < newer and mb.read_latest(bucket, MODEL) == newer
+    check_invariants(bucket, [newer, older])
+
+
+class Killed(BaseException):
+    """A kill: not an Exception, so no ``except Exception`` cleanup of publish runs (as with SIGKILL)."""
+
+
+def _killed_at(step: str):
+    def hook(name: str) -> None:
+        if name == step:
+            raise Killed(step)
+
+    return mock.patch.object(mb, "_step", side_effect=hook)
+
+
+STEPS = ["staged", "copied", "manifest", "event", "latest"]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_publish_killed_at_each_step_is_finished_by_a_rerun(tmp_path, step):
+    bucket = str(tmp_path / "bucket")
+    first = publish_one(bucket, "first", now=_minutes_ago(2))  # versions of one second sort by fingerprint
+    files, manifest = _payload("second")
+    with _killed_at(step), mock.patch.object(mb, "_remove_quietly"), pytest.raises(Killed):
+        mb.publish(bucket, MODEL, files, manifest)
+    # Until LATEST moved, apps still get the first version, complete.
+    moved = STEPS.index(step) >= STEPS.index("latest")
+    latest = mb.read_latest(bucket, MODEL)
+    assert mb.is_complete(bucket, MODEL, latest) and (latest != first) == moved
+    if STEPS.index(step) < STEPS.index("manifest"):
+        assert mb.list_versions(bucket, MODEL) == [first]  # a partial folder is not a version
+
+    again = mb.publish(bucket, MODEL, files, manifest)  # the re-run of the same model
+    assert mb.read_latest(bucket, MODEL) == again.version != first
+    if STEPS.index(step) >= STEPS.index("manifest"):
+        assert not again.created  # the complete version was finished, not published twice
+    if step == "manifest":
+        assert again.message.startswith("finished the interrupted publish")
+    check_invariants(bucket, [first, again.version])
+    # Leftovers of the kill are cleaned once older than the grace period (0 here); nothing else is touched.
+    mb.clean(bucket, MODEL, grace_seconds=0)
+    assert _leftovers(bucket) == []
+    assert mb.list_versions(bucket, MODEL) == mb.version_folders(bucket, MODEL) == sorted([first, again.version])
+    check_invariants(bucket, [first, again.version])
+
+
+@pytest.mark.parametrize("step", ["manifest", "event"])
+def test_a_rollback_after_a_killed_publish_survives_the_rerun(tmp_path, step):
+    bucket = str(tmp_path / "bucket")
+    first = publish_one(bucket, "first", now=_minutes_ago(3))
+    second = publish_one(bucket, "second", now=_minutes_ago(2))
+    files, manifest = _payload("third")
+    with _killed_at(step), pytest.raises(Killed):
+        mb.publish(bucket, MODEL, files, manifest)
+    time.sleep(0.01)
+    mb.rollback(bucket, MODEL, first, reason="field reports")  # on purpose, after the crash
+    again = mb.publish(bucket, MODEL, files, manifest)
+    assert not again.created and mb.read_latest(bucket, MODEL) == first
+    check_invariants(bucket, [first, second, again.version])
+
+
+def test_clean_keeps_young_leftovers_and_removes_old_ones(tmp_path):
+    bucket = str(tmp_path / "bucket")
+    publish_one(bucket, "first")
+    root = tmp_path / "bucket" / MODEL
+    old, young = int(time.time()) - 7200, int(time.time())
+    (root / ".staging" / f"20261125T000000Z-abcdef-{old}-0a0b0c").mkdir(parents=True)
+    (root / ".staging" / f"20261125T000000Z-abcdef-{young}-0d0e0f").mkdir(parents=True)
+    (root / f"LATEST.tmp-{old}-deadbeef").write_text("x")
+    (root / f"LATEST.tmp-{young}-deadbeef").write_text("x")
+    legacy = root / "LATEST.tmp-0badf00d"  # the old naming, aged by its mtime
+    legacy.write_text("x")
+    os.utime(legacy, (old, old))
+    partial = root / "versions" / "20200101T000000Z-123456"  # a killed publish's folder, no manifest
+    partial.mkdir()
+    (partial / "model.tflite").write_bytes(b"x")
+    os.utime(partial / "model.tflite", (old, old))
+    os.utime(partial, (old, old))
+    removed = sorted(os.path.basename(p) for p in mb.clean(bucket, MODEL))
+    assert removed == sorted(
+        [f"20261125T000000Z-abcdef-{old}-0a0b0c", f"LATEST.tmp-{old}-deadbeef", "LATEST.tmp-0badf00d", partial.name]
+    )
+    assert sorted(p.name for p in (root / ".staging").iterdir()) == [f"20261125T000000Z-abcdef-{young}-0d0e0f"]
+    assert (root / f"LATEST.tmp-{young}-deadbeef").exists()
+
+
+def test_a_stale_latest_write_is_corrected_by_the_writer_that_made_it(tmp_path):
+    """Writer X lists the log, then Y records a newer publish and settles, then X writes its stale LATEST."""
+    bucket = str(tmp_path / "bucket")
+    first = publish_one(bucket, "first", now=_minutes_ago(2))
+    real_write = mb._atomic_write
+    newer: list[str] = []
+    started: list[bool] = []
+
+    def write(path: str, data: bytes) -> None:
+        if path.endswith("/LATEST") and not started:
+            started.append(True)
+            newer.append(publish_one(bucket, "newer"))  # Y, complete, between X's listing and X's write
+        real_write(path, data)
+
+    with mock.patch.object(mb, "_atomic_write", side_effect=write):
+        mb.rollback(bucket, MODEL, first, reason="X")  # X: its first LATEST write is f(log without Y's event)
+    # Y's publish came after X's rollback event in the log: Y wins, although X wrote last.
+    assert mb.read_latest(bucket, MODEL) == newer[0]
+    check_invariants(bucket, [first, newer[0]])
+
+
+# A child that publishes the "killed" model and SIGKILLs itself right after the given step.
+KILLER = """
+import os, signal, sys
+from components import model_bucket as mb
+import test_bucket_concurrency as t
+
+def hook(name):
+    if name == sys.argv[2]:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+mb._step = hook
+files, manifest = t._payload("killed", unique=False)
+mb.publish(sys.argv[1], t.MODEL, files, manifest)
+"""
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_publish_process_killed_with_sigkill_is_finished_by_a_rerun(tmp_path, step):
+    bucket = str(tmp_path / "bucket")
+    first = publish_one(bucket, "first", now=_minutes_ago(2))
+    tests = Path(__file__).resolve().parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tests.parent), str(tests)]))
+    proc = subprocess.run([sys.executable, "-c", KILLER, bucket, step], env=env, capture_output=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    latest = mb.read_latest(bucket, MODEL)
+    assert mb.is_complete(bucket, MODEL, latest) and (latest == first) == (step != "latest")
+    files, manifest = _payload("killed", unique=False)
+    again = mb.publish(bucket, MODEL, files, manifest)
+    assert mb.read_latest(bucket, MODEL) == again.version != first
+    check_invariants(bucket, [first, again.version])
