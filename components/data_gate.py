@@ -1,35 +1,52 @@
-"""A component that stops the run when the examples break the data contract.
+"""A component that stops the run before Transform when the data is not fit to train on.
 
 ExampleValidator only records anomalies; nothing downstream looks at them.
 Transform depends on this gate, so bad data never reaches training, and the
-run fails with a readable list: ``split: feature: problem: detail``.
+run fails with a readable list. The gate stops the run when
 
-The schema cannot say "this is a decodable image of at least 64x64": the gate
-also decodes every ``image/encoded`` the way Transform will (TensorFlow, to
-grayscale) and names each record that fails, instead of letting Transform
-die on the first one with a bare decode error.
+* the examples break the curated schema (labels out of domain, missing
+  features, ...): ``split: feature: problem: detail``;
+* ExampleGen dropped more than ``data.max_bad_fraction`` of the photos read,
+  or of a split's photos beyond a margin for chance
+  (:func:`components.bad_records.over_limit`); dropped photos are those whose
+  image does not decode or is under 64x64 (ExampleGen's Beam step drops them
+  and lists them in ``bad_records.json``, see :mod:`components.record_check`):
+  the error gives the counts per split and reason and the first records, by
+  input file and record index;
+* a class has fewer than ``data.min_class_count`` photos in ``train`` or in
+  ``eval`` (a span of ``ok`` photos only cannot train or gate a classifier).
+
+Below the limit, dropped photos do not stop the run; they are logged here
+and reported in the run summary and the manifest.
 """
 
+import logging
 import os
 
-import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import v1 as tfx
-from tfx.dsl.component.experimental.annotations import InputArtifact
+from tfx.dsl.component.experimental.annotations import InputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
+from components import bad_records, splits
 from shelf_data import contract
 from shelf_data.validate import format_anomalies
 
 ANOMALIES_FILE = "SchemaDiff.pb"
-# Bad records listed in the error; the total is always given.
+# Dropped records listed in the error; the totals are always given.
 MAX_LISTED = 20
+# Photos of each class required in train and in eval (data.min_class_count).
+DEFAULT_MIN_CLASS_COUNT = 1
+# The splits every class must be present in.
+CLASS_SPLITS = (splits.TRAIN, splits.EVAL)
+
+log = logging.getLogger("shelf_audit.data_gate")
 
 
 class DataAnomaliesError(RuntimeError):
-    """The examples break the curated schema or hold images that do not decode."""
+    """The examples break the curated schema, hold too many unusable photos, or lack a class."""
 
 
 def anomaly_lines(artifact: tfx.types.standard_artifacts.ExampleAnomalies) -> list[str]:
@@ -43,67 +60,80 @@ def anomaly_lines(artifact: tfx.types.standard_artifacts.ExampleAnomalies) -> li
     return lines
 
 
-@tf.function(input_signature=[tf.TensorSpec([], tf.string)])
-def _decoded_shape(encoded: tf.Tensor) -> tf.Tensor:
-    # The same decode as Transform; a traced function is several times faster than eager per record.
-    return tf.shape(tf.io.decode_image(encoded, channels=1, expand_animations=False))
+def bad_record_lines(report: dict, path: str = "") -> list[str]:
+    """Lines of the error when a split's dropped fraction is above the report's ``max_bad_fraction``, else []."""
+    over = bad_records.over_limit(report)
+    if not over:
+        return []
+    limit = report.get("max_bad_fraction", bad_records.DEFAULT_MAX_BAD_FRACTION)
+    lines = [
+        f"{report.get('dropped', 0)} of {report.get('read', 0)} records have an unusable image "
+        f"({bad_records.format_reasons(report)}), above data.max_bad_fraction = {limit:g} in "
+        + ", ".join(over)
+        + (f"; full list: {path}" if path else "")
+    ]
+    records = report.get("records", [])
+    lines += [bad_records.format_record(r) for r in records[:MAX_LISTED]]
+    if report.get("dropped", 0) > min(len(records), MAX_LISTED):
+        lines.append(f"... and {report['dropped'] - min(len(records), MAX_LISTED)} more")
+    return lines
 
 
-def _image_problem(encoded: bytes) -> str:
-    """Why ``encoded`` is not a usable photo, or "" when it is."""
-    try:
-        shape = _decoded_shape(tf.constant(encoded)).numpy()
-    except (tf.errors.InvalidArgumentError, ValueError) as e:
-        return f"image does not decode ({str(e).splitlines()[0][:80]})"
-    if min(shape[0], shape[1]) < contract.MIN_IMAGE_SIDE:
-        return f"image is {shape[1]}x{shape[0]}, below {contract.MIN_IMAGE_SIDE}x{contract.MIN_IMAGE_SIDE}"
-    return ""
+def class_count_lines(report: dict, min_class_count: int) -> list[str]:
+    """A line per class with fewer than ``min_class_count`` usable photos in train or eval (report's ``labels``)."""
+    labels = report.get("labels")
+    if not labels or min_class_count <= 0:
+        return []
+    lines = []
+    for split in CLASS_SPLITS:
+        counts = labels.get(split, {})
+        for label in contract.LABELS:
+            n = int(counts.get(label, 0))
+            if n < min_class_count:
+                lines.append(
+                    f"{split}: class {label!r} has {n} photo(s), fewer than data.min_class_count = {min_class_count}"
+                )
+    if lines:
+        found = "; ".join(
+            f"{s}: " + (", ".join(f"{k} {v}" for k, v in labels.get(s, {}).items()) or "none") for s in CLASS_SPLITS
+        )
+        lines.append(f"photos per class: {found}")
+    return lines
 
 
-def _first(feature: tf.train.Feature) -> str:
-    values = feature.int64_list.value or [v.decode("utf-8", "replace") for v in feature.bytes_list.value]
-    return str(values[0]) if values else "?"
-
-
-def bad_image_lines(artifact: tfx.types.standard_artifacts.Examples) -> tuple[int, list[str]]:
-    """Count of records whose image Transform could not use, and lines naming them (at most MAX_LISTED)."""
-    count, lines = 0, []
-    for split in artifact_utils.decode_split_names(artifact.split_names):
-        for path in sorted(tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([artifact], split), "*"))):
-            compression = "GZIP" if path.endswith(".gz") else ""
-            for index, raw in enumerate(tf.data.TFRecordDataset(path, compression_type=compression)):
-                features = tf.train.Example.FromString(raw.numpy()).features.feature
-                images = features[contract.IMAGE_KEY].bytes_list.value if contract.IMAGE_KEY in features else []
-                if not images:
-                    continue  # a missing image is the schema's anomaly, reported above
-                problem = _image_problem(images[0])
-                if problem:
-                    count += 1
-                    if len(lines) < MAX_LISTED:
-                        who = ", ".join(
-                            f"{key}={_first(features[key])}"
-                            for key in (contract.LANE_KEY, contract.DEVICE_KEY, contract.CAPTURED_AT_KEY)
-                            if key in features
-                        )
-                        lines.append(f"{split}: {os.path.basename(path)} record {index} ({who}): {problem}")
-    return count, lines
+def check(anomaly_text: list[str], report: dict | None, min_class_count: int, report_path: str = "") -> list[str]:
+    """Every reason to stop the run, as lines ([] = the data may be trained on)."""
+    problems = []
+    if anomaly_text:
+        problems += [
+            "the examples break the data contract (shelf_data/schema.pbtxt):",
+            *(f"  {line}" for line in anomaly_text),
+        ]
+    if report is not None:
+        bad = bad_record_lines(report, report_path)
+        if bad:
+            problems += [bad[0] + ":", *(f"  {line}" for line in bad[1:])]
+        classes = class_count_lines(report, min_class_count)
+        if classes:
+            problems += ["a class is missing or too rare to train and gate on:", *(f"  {line}" for line in classes)]
+    return problems
 
 
 @component
 def DataGate(  # noqa: N802
     anomalies: InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
     examples: InputArtifact[tfx.types.standard_artifacts.Examples],
+    min_class_count: Parameter[int] = DEFAULT_MIN_CLASS_COUNT,
 ) -> None:
-    """Raise DataAnomaliesError listing every problem; pass silently on clean data."""
-    lines = anomaly_lines(anomalies)
-    bad, image_lines = bad_image_lines(examples)
-    if bad:
-        lines += [f"{bad} record(s) with an unusable image:"] + image_lines
-        if bad > len(image_lines):
-            lines.append(f"... and {bad - len(image_lines)} more")
-    if lines:
+    """Raise DataAnomaliesError listing every problem; pass (logging any dropped photos) otherwise."""
+    report = bad_records.read_bad_records(examples.uri)
+    path = bad_records.bad_records_path(examples.uri)
+    if report is None:
+        log.warning("no %s in %s: no record was checked for unusable images", bad_records.FILE_NAME, examples.uri)
+    elif report.get("dropped"):
+        log.warning("%s", bad_records.summary_line(report, path))
+    problems = check(anomaly_lines(anomalies), report, min_class_count, path)
+    if problems:
         raise DataAnomaliesError(
-            "the examples break the data contract (shelf_data/schema.pbtxt, decodable images >= "
-            f"{contract.MIN_IMAGE_SIDE}x{contract.MIN_IMAGE_SIDE}); run stopped before Transform:\n  "
-            + "\n  ".join(lines)
+            "the data is not fit to train on; run stopped before Transform:\n" + "\n".join(problems)
         )

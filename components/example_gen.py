@@ -32,16 +32,17 @@ from typing import Any
 
 import apache_beam as beam
 from absl import logging
+from tfx.components.example_gen import base_example_gen_executor, input_processor, utils
 from tfx.components.example_gen import driver as tfx_driver
-from tfx.components.example_gen import input_processor, utils
 from tfx.components.example_gen.import_example_gen import component as import_component
 from tfx.components.example_gen.import_example_gen import executor as import_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2, range_config_pb2
-from tfx.types import standard_component_specs
+from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from components import bad_records, record_check
 from components import spans as spans_lib
 
 SPLIT_NAME = "single_split"
@@ -51,6 +52,8 @@ SPANS_PROPERTY = "spans"
 INPUT_CONFIG_KEY = standard_component_specs.INPUT_CONFIG_KEY
 RANGE_CONFIG_KEY = standard_component_specs.RANGE_CONFIG_KEY
 INPUT_BASE_KEY = standard_component_specs.INPUT_BASE_KEY
+# Execution property: the largest fraction of dropped (unusable) photos per split; recorded in bad_records.json.
+MAX_BAD_FRACTION_KEY = "max_bad_fraction"
 # TFX's pattern specs: {SPAN}, {SPAN:width}, {VERSION}, {VERSION:width}, {YYYY}, {MM}, {DD}.
 _SPECS = re.compile(r"\{(SPAN|VERSION)(:[^}]*)?\}|\{(YYYY|MM|DD)\}")
 
@@ -86,6 +89,54 @@ def spans_present(input_base: str, split: example_gen_pb2.Input.Split) -> list[i
         )
         found.add(span)
     return sorted(found)
+
+
+_SPAN_FOLDER = re.compile(r"span-(\d+)")
+
+
+def span_folders(input_base: str) -> dict[int, str]:
+    """``{span: folder name}`` of the ``span-N`` folders directly under ``input_base`` (files or not)."""
+    if not fileio.exists(input_base) or not fileio.isdir(input_base):
+        return {}
+    found = {}
+    for name in fileio.listdir(input_base):
+        name = name.rstrip("/")
+        match = _SPAN_FOLDER.fullmatch(name)
+        if match and fileio.isdir(os.path.join(input_base, name)):
+            found[int(match[1])] = name
+    return found
+
+
+def _file_glob(pattern: str) -> str:
+    """The file part of a split pattern: ``span-{SPAN}/*.tfrecord*`` -> ``*.tfrecord*``."""
+    return pattern.rsplit("/", 1)[-1]
+
+
+def _found(folder: str, limit: int = 8) -> str:
+    """What a folder holds, for an error: ``found: a, b, c``, ``it is empty`` or ``it does not exist``."""
+    if not fileio.exists(folder):
+        return "it does not exist"
+    names = sorted(n.rstrip("/") for n in fileio.listdir(folder))
+    if not names:
+        return "it is empty"
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return "found: " + ", ".join(names[:limit]) + more
+
+
+def input_files(input_base: str, patterns: list[str]) -> list[str]:
+    """Every file the split patterns (relative to ``input_base``) match, sorted.
+
+    Raises:
+        ValueError: a pattern matches no file (names the data root, the pattern and what the folder holds).
+    """
+    files = []
+    for pattern in patterns:
+        matched = sorted(fileio.glob(os.path.join(input_base, pattern)))
+        if not matched:
+            folder = os.path.dirname(os.path.join(input_base, pattern))
+            raise ValueError(f"no input file matches {pattern} under the data root {input_base} ({_found(folder)})")
+        files += matched
+    return files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,12 +198,25 @@ def resolve(input_base: str, config: example_gen_pb2.Input, selection: spans_lib
     split = config.splits[0]
     where = os.path.join(input_base, split.pattern)
     present = spans_present(input_base, split)
-    if not present:
-        raise ValueError(f"no span found: nothing matches {where}")
+    folders = span_folders(input_base)
+    if not present and not folders:
+        raise ValueError(
+            f"no span found under the data root {input_base}: nothing matches {where} ({_found(input_base)})"
+        )
     try:
-        chosen = selection.select(present)
+        chosen = selection.select(sorted(set(present) | set(folders)))
     except ValueError as e:
         raise ValueError(f"{e} (under {where})") from None
+    empty = [s for s in chosen if s not in present]
+    if empty:
+        raise ValueError(
+            "; ".join(
+                f"span {s}: {folders[s]}/ holds no {_file_glob(split.pattern)} files "
+                f"({_found(os.path.join(input_base, folders[s]))})"
+                for s in empty
+            )
+            + f" (data root {input_base}, pattern {split.pattern})"
+        )
     patterns, fingerprints, version = [], [], None
     for span in chosen:
         static = range_config_pb2.RangeConfig(
@@ -255,7 +319,73 @@ class Executor(import_executor.Executor):
             for artifact in output_dict[standard_component_specs.EXAMPLES_KEY]:
                 tfx_driver.update_output_artifact(exec_properties, artifact.mlmd_artifact)
                 artifact.set_string_custom_property(SPANS_PROPERTY, resolution.spans_text)
+        self._examples_uri = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY]).uri
         super().Do(input_dict, output_dict, exec_properties)
+
+    def GenerateExamplesByBeam(  # noqa: N802 - TFX's name
+        self, pipeline: beam.Pipeline, exec_properties: dict[str, Any]
+    ) -> dict[str, beam.pvalue.PCollection]:
+        """Read every input file in a DoFn, drop unusable photos, hash-split the rest as TFX does.
+
+        Dropped records and counts go to ``<examples uri>/bad_records.json`` (:mod:`components.bad_records`).
+        Payloads other than tf.Example, or no output split config, fall back to TFX's own reading.
+        """
+        input_config = example_gen_pb2.Input()
+        proto_utils.json_to_proto(exec_properties[INPUT_CONFIG_KEY], input_config)
+        output_config = example_gen_pb2.Output()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+        payload = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
+        examples_uri = getattr(self, "_examples_uri", None)
+        if (
+            not output_config.split_config.splits
+            or len(input_config.splits) != 1
+            or payload not in (None, example_gen_pb2.FORMAT_TF_EXAMPLE)
+            or examples_uri is None
+        ):
+            return super().GenerateExamplesByBeam(pipeline, exec_properties)
+        input_base = exec_properties[INPUT_BASE_KEY]
+        max_bad = exec_properties.get(MAX_BAD_FRACTION_KEY)
+        max_bad = bad_records.DEFAULT_MAX_BAD_FRACTION if max_bad is None else float(max_bad)
+        files = input_files(input_base, decode_patterns(input_config.splits[0].pattern))
+        logging.info("ExampleGen: reading and checking %d file(s) under %s", len(files), input_base)
+        split_config = output_config.split_config
+        names = [split.name for split in split_config.splits]
+        buckets, total = [], 0
+        for split in split_config.splits:
+            total += split.hash_buckets
+            buckets.append(total)
+        checked = (
+            pipeline
+            | "InputFiles" >> beam.Create(files)
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "ReadAndCheck"
+            >> beam.ParDo(
+                record_check.ReadAndCheckFile(input_base, names, buckets, split_config.SerializeToString())
+            ).with_outputs(record_check.BAD_TAG, record_check.COUNTS_TAG, main="examples")
+        )
+        dropped = checked[record_check.BAD_TAG] | "ListDropped" >> beam.combiners.ToList()
+        counts = checked[record_check.COUNTS_TAG] | "ListCounts" >> beam.combiners.ToList()
+        _ = (
+            pipeline
+            | "ReportOnce" >> beam.Create([None])
+            | "WriteBadRecords"
+            >> beam.Map(
+                record_check.write_report,
+                examples_uri=examples_uri,
+                input_base=input_base,
+                max_bad_fraction=max_bad,
+                split_names=names,
+                dropped=beam.pvalue.AsSingleton(dropped),
+                counts=beam.pvalue.AsSingleton(counts),
+            )
+        )
+        parts = checked["examples"] | "SplitData" >> beam.Partition(
+            base_example_gen_executor._PartitionFn,  # noqa: SLF001 - TFX's own split, so splits match TFX's
+            len(buckets),
+            buckets,
+            split_config,
+        )
+        return {name: parts[i] for i, name in enumerate(names)}
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         """TFX's import transform once per span pattern, flattened."""
@@ -282,6 +412,12 @@ class SpanWindowExampleGen(import_component.ImportExampleGen):
 
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
     DRIVER_CLASS = Driver
+
+    def __init__(self, *, max_bad_fraction: float | None = None, **kwargs: Any):
+        """ImportExampleGen's arguments, plus ``max_bad_fraction`` recorded in ``bad_records.json``."""
+        super().__init__(**kwargs)
+        if max_bad_fraction is not None:
+            self.exec_properties[MAX_BAD_FRACTION_KEY] = float(max_bad_fraction)
 
 
 def examples_spans(artifact: Any) -> list[int]:

@@ -49,6 +49,22 @@ class ArgmaxRecall(metric_types.Metric):
 metric_types.register_metric(ArgmaxRecall)
 
 
+class ArgmaxAccuracy(metric_types.Metric):
+    """Share of examples whose argmax class is the label, from the same confusion matrix as the recalls.
+
+    Replaces Keras' ``SparseCategoricalAccuracy`` (same value): a Keras metric runs
+    in TensorFlow inside every TFMA combiner, which the 20 jackknife samples of the
+    confidence intervals multiply; this one is plain Python over the matrix.
+    """
+
+    def __init__(self, name: str = "accuracy"):
+        """Initialise with the metric's ``name``."""
+        super().__init__(metric_util.merge_per_key_computations(_argmax_accuracy), name=name)
+
+
+metric_types.register_metric(ArgmaxAccuracy)
+
+
 def recall_from_matrix(entries: Mapping[tuple[int, int], float], class_weights: Mapping[int, float]) -> float:
     """Weighted mean recall from ``{(actual, predicted): count}``; NaN if no weighted class is present."""
     total = weight_sum = 0.0
@@ -59,6 +75,50 @@ def recall_from_matrix(entries: Mapping[tuple[int, int], float], class_weights: 
         total += weight * entries.get((class_id, class_id), 0.0) / row
         weight_sum += weight
     return total / weight_sum if weight_sum > 0 else math.nan
+
+
+def accuracy_from_matrix(entries: Mapping[tuple[int, int], float]) -> float:
+    """Diagonal over total of ``{(actual, predicted): count}``; NaN for an empty matrix."""
+    total = sum(entries.values())
+    return sum(v for (a, p), v in entries.items() if a == p) / total if total > 0 else math.nan
+
+
+def _matrix_computations(
+    eval_config: Any, model_name: str, output_name: str, example_weighted: bool
+) -> tuple[metric_types.MetricComputations, Any]:
+    computations = multi_class_confusion_matrix_metrics.multi_class_confusion_matrices(
+        thresholds=[0.0],
+        eval_config=eval_config,
+        model_name=model_name,
+        output_name=output_name,
+        example_weighted=example_weighted,
+    )
+    return computations, computations[-1].keys[-1]
+
+
+def _flat(metrics: dict, matrices_key: Any) -> dict[tuple[int, int], float]:
+    matrices = metrics[matrices_key]
+    entries = next(iter(matrices.values()), {}) if matrices else {}
+    return {(k.actual_class_id, k.predicted_class_id): v for k, v in entries.items()}
+
+
+def _argmax_accuracy(
+    name: str,
+    eval_config: Any = None,
+    model_name: str = "",
+    output_name: str = "",
+    example_weighted: bool = False,
+) -> metric_types.MetricComputations:
+    key = metric_types.MetricKey(
+        name=name, model_name=model_name, output_name=output_name, example_weighted=example_weighted
+    )
+    computations, matrices_key = _matrix_computations(eval_config, model_name, output_name, example_weighted)
+
+    def result(metrics: dict) -> dict:
+        return {key: accuracy_from_matrix(_flat(metrics, matrices_key))}
+
+    computations.append(metric_types.DerivedMetricComputation(keys=[key], result=result))
+    return computations
 
 
 def _argmax_recall(

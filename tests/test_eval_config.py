@@ -50,7 +50,7 @@ def test_model_spec_and_slices(gate_config):
 def test_metrics_present(gate_config):
     by_name = _metrics_by_name(gate_config)
     assert set(by_name) == {EXAMPLE_COUNT, ACCURACY, "MultiClassConfusionMatrixPlot", WEIGHTED_RECALL, *RECALL_NAMES}
-    assert by_name[ACCURACY].class_name == "SparseCategoricalAccuracy"
+    assert by_name[ACCURACY].class_name == "ArgmaxAccuracy"  # plain Python: cheap under the jackknife
     for name in (WEIGHTED_RECALL, *RECALL_NAMES):
         assert (by_name[name].class_name, by_name[name].module) == ("ArgmaxRecall", "pipeline.metrics")
 
@@ -77,7 +77,9 @@ def test_thresholds_are_bound_to_the_overall_slice_only(gate_config):
         for gate in metric.per_slice_thresholds:
             assert list(gate.slicing_specs) == [tfma.SlicingSpec()], name
             gated.append(name)
-    assert sorted(gated) == sorted([WEIGHTED_RECALL, "recall/damaged"])
+    # Every class recall is gated (>= 0 without a floor) so that NaN, a class absent from eval, never passes.
+    assert sorted(gated) == sorted([WEIGHTED_RECALL, *RECALL_NAMES])
+    assert _lower_bound(_metrics_by_name(gate_config)["recall/ok"]) == 0.0
 
 
 def test_floors_and_change_threshold(gate_config):
@@ -89,6 +91,12 @@ def test_floors_and_change_threshold(gate_config):
     assert change.absolute.value == pytest.approx(-0.01)
     # Per-class floors are absolute, never relative to the baseline.
     assert not by_name["recall/damaged"].per_slice_thresholds[0].threshold.HasField("change_threshold")
+
+
+def test_confidence_intervals_on_by_default_and_can_be_turned_off():
+    assert build_eval_config({"ok": 1.0}, 0.5, {}, None).options.compute_confidence_intervals.value is True
+    off = build_eval_config({"ok": 1.0}, 0.5, {}, None, confidence_intervals=False)
+    assert off.options.compute_confidence_intervals.value is False
 
 
 def test_no_change_threshold_without_max_drop():
@@ -129,6 +137,15 @@ def test_recall_from_matrix_leaves_absent_classes_out():
 def test_recall_from_matrix_nan_when_no_weighted_class_is_present():
     assert math.isnan(metrics.recall_from_matrix({(0, 0): 5.0}, {1: 1.0, 2: 2.0}))
     assert math.isnan(metrics.recall_from_matrix({}, {0: 1.0}))
+
+
+def test_accuracy_from_matrix_is_the_diagonal_share():
+    assert metrics.accuracy_from_matrix({(0, 0): 3, (1, 0): 1, (1, 1): 4, (2, 1): 2}) == pytest.approx(0.7)
+    assert math.isnan(metrics.accuracy_from_matrix({}))
+
+
+def test_model_default_metrics_are_left_out():
+    assert build_eval_config({"ok": 1.0}, 0.5, {}, None).options.include_default_metrics.value is False
 
 
 def test_argmax_recall_needs_weights():
@@ -174,7 +191,15 @@ def _expected_recalls(df: pd.DataFrame) -> dict[str, float]:
 
 
 def _analyze(df: pd.DataFrame, out: str, weighted_floor: float, damaged_floor: float):
-    config = build_eval_config(CLASS_WEIGHTS, weighted_floor, {"damaged": damaged_floor}, max_drop=None, slices=SLICES)
+    # Without confidence intervals: values stay plain doubles here (tests/test_report.py reads the intervals).
+    config = build_eval_config(
+        CLASS_WEIGHTS,
+        weighted_floor,
+        {"damaged": damaged_floor},
+        max_drop=None,
+        slices=SLICES,
+        confidence_intervals=False,
+    )
     config.model_specs[0].prediction_key = "prediction"
     config.model_specs[0].signature_name = ""
     # TFMA's stock per-class Recall, for contrast: it thresholds each probability at 0.5.

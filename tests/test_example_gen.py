@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from span_helpers import Mix, count_records, write_span
 
-from components import example_gen, spans
+from components import bad_records, example_gen, spans
 
 pytestmark = pytest.mark.component
 
@@ -24,12 +24,11 @@ SPAN_4 = "span-4/*.tfrecord*"
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    """Spans 1, 2 and 4 (no 3), plus a file and an empty folder that are not spans."""
+    """Spans 1, 2 and 4 (no 3), plus a file that is not a span (an empty span folder stops a run: test_bad_records)."""
     root = tmp_path_factory.mktemp("spans") / "photos"
     for span, count in COUNTS.items():
         write_span(root, span, Mix(count=count))
     (root / "README.txt").write_text("not a span")
-    (root / "span-7").mkdir()  # an empty span folder: no span
     return root
 
 
@@ -90,7 +89,8 @@ def test_a_window_fingerprint_covers_every_span(data):
 def test_nothing_to_read_names_the_folder_the_selection_and_the_spans_present(data, tmp_path):
     with pytest.raises(ValueError, match=r"no span matches the selection 3; spans present: 1-2, 4 \(under .*photos"):
         _resolve(data, "3")
-    with pytest.raises(ValueError, match=rf"no span found: nothing matches {tmp_path}/span-\{{SPAN\}}"):
+    nothing = rf"no span found under the data root {tmp_path}: nothing matches {tmp_path}/span-\{{SPAN\}}"
+    with pytest.raises(ValueError, match=nothing):
         example_gen.resolve(str(tmp_path), example_gen.input_config(), spans.parse("latest"))
 
 
@@ -140,6 +140,21 @@ def test_executor_resolves_the_window_itself_when_no_driver_ran(data, tmp_path):
     assert examples.get_int_custom_property("span") == 4
     assert examples.get_string_custom_property("spans") == "2,4"
     assert examples.get_string_custom_property("input_fingerprint").startswith("span 2: ")
+    # The data-quality step read every record in a DoFn: all kept, counted per split and class.
+    report = bad_records.read_bad_records(examples.uri)
+    assert report["read"] == COUNTS[2] + COUNTS[4] and report["dropped"] == 0 and report["records"] == []
+    assert sum(sum(by_label.values()) for by_label in report["labels"].values()) == report["read"]
+    assert {split: c["read"] for split, c in report["by_split"].items()} == {
+        split: count_records_in(examples.uri, split) for split in ("train", "eval")
+    }
+
+
+def count_records_in(uri: str, split: str) -> int:
+    """Records of one split of an Examples artifact."""
+    import tensorflow as tf
+
+    files = [str(p) for p in Path(uri, f"Split-{split}").glob("*")]
+    return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
 
 
 def test_local_pipeline_reads_every_span_of_the_window(data, tmp_path):

@@ -231,12 +231,24 @@ def test_a_digest_that_cannot_be_computed_is_logged_and_the_pipeline_runs(tmp_pa
     from pipeline import local_runner
     from shelf_audit import run_cmd
 
-    (tmp_path / "data").mkdir()  # no span at all: ExampleGen will say so
-    config = _config(tmp_path / "data")
-    with mock.patch.object(local_runner, "run", side_effect=RuntimeError("the pipeline ran")) as run:
+    config = _config(_spans(tmp_path / "data", 1))
+    broken = mock.patch.object(pipeline_lib, "inputs_digest", side_effect=ValueError("cannot fingerprint"))
+    with broken, mock.patch.object(local_runner, "run", side_effect=RuntimeError("the pipeline ran")) as run:
         assert run_cmd.run_pipeline(config, str(tmp_path / "home")) == 1
     run.assert_called_once()
-    assert "could not compare this run's inputs with the bucket" in caplog.text
+    assert "could not compare this run's inputs with the bucket (cannot fingerprint)" in caplog.text
+
+
+def test_no_span_at_all_stops_before_the_pipeline_naming_the_data_root(tmp_path, caplog):
+    from pipeline import local_runner
+    from shelf_audit import run_cmd
+
+    (tmp_path / "data").mkdir()
+    config = _config(tmp_path / "data")
+    with mock.patch.object(local_runner, "run") as run:
+        assert run_cmd.run_pipeline(config, str(tmp_path / "home")) == 1
+    run.assert_not_called()
+    assert f"no span found under the data root {tmp_path / 'data'}" in caplog.text
 
 
 def test_the_pusher_gets_the_digest_and_example_gen_examples(tmp_path):

@@ -150,35 +150,6 @@ def test_default_log_keeps_stage_lines_warnings_and_our_own_progress():
     assert not keep(_record("absl", logging.WARNING, "ArtifactQuery.property_predicate is not supported."))
 
 
-def test_data_gate_names_records_whose_image_transform_could_not_use(tmp_path, make_image):
-    """Component tier: the gate's image check over a hand-built Examples artifact."""
-    import tensorflow as tf
-    from tfx.types import standard_artifacts
-
-    from components.data_gate import bad_image_lines
-    from shelf_data.contract import PhotoRecord, make_example
-
-    examples = standard_artifacts.Examples()
-    examples.uri = str(tmp_path / "examples")
-    examples.split_names = '["train", "eval"]'
-    photos = {
-        "train": [make_image("RGB", (120, 90)), b"\xff\xd8 truncated jpeg", make_image("L", (40, 200), "PNG")],
-        "eval": [make_image("L", (64, 64), "PNG")],
-    }
-    for split, images in photos.items():
-        os.makedirs(tmp_path / "examples" / f"Split-{split}")
-        path = str(tmp_path / "examples" / f"Split-{split}" / "data_tfrecord-00000-of-00001.gz")
-        with tf.io.TFRecordWriter(path, tf.io.TFRecordOptions(compression_type="GZIP")) as writer:
-            for i, image in enumerate(images):
-                record = PhotoRecord(image=image, label=0, lane_id=i + 1, device_id="zebra-tc52")
-                writer.write(make_example(record).SerializeToString())
-    count, lines = bad_image_lines(examples)
-    assert count == 2
-    assert lines[0].startswith("train: data_tfrecord-00000-of-00001.gz record 1 (lane_id=2, device_id=zebra-tc52)")
-    assert "does not decode" in lines[0]
-    assert "record 2" in lines[1] and "40x200, below 64x64" in lines[1]
-
-
 def test_three_splits_each_with_one_job(tmp_path, production):
     """ExampleGen writes train/validation/eval; the Trainer watches validation and only the gate reads eval."""
     inputs = run_inputs(production, str(tmp_path / "data"), str(tmp_path / "b"))
