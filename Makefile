@@ -59,13 +59,13 @@ run: demo-data ## Run the whole pipeline locally on the demo data
 # (module-scoped fixtures such as the tiny pipeline runs are built once).
 PYTEST := $(VENV)/bin/python -m pytest -n 2 --dist loadscope
 
-test: $(STAMP) ## Lint, then every test tier (unit, component, e2e, kfp, mysql), as CI runs them
+test: $(STAMP) ## Lint, then every test tier (unit, component, e2e, kfp, mysql, notebook, browser), as CI runs them
 	$(VENV)/bin/ruff check .
 	$(PYTEST)
 
-test-fast: $(STAMP) ## Lint and the quick tiers only (skips e2e, kfp and mysql), for iteration
+test-fast: $(STAMP) ## Lint and the quick tiers only (skips e2e, kfp, mysql, notebook, browser), for iteration
 	$(VENV)/bin/ruff check .
-	$(PYTEST) -m "not e2e and not kfp and not mysql"
+	$(PYTEST) -m "not e2e and not kfp and not mysql and not notebook and not browser"
 
 lint: $(STAMP) ## Lint with ruff
 	$(VENV)/bin/ruff check .
