@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compile": ("shelf_audit.compile_cmd", "write the Kubeflow Pipelines V2 spec (runtime parameters, project image)"),
     "models": ("shelf_audit.models_cmd", "list, show, verify or roll back models in a bucket"),
     "schedule": ("shelf_audit.schedule_cmd", "create a Kubeflow Pipelines recurring run (cron) of a compiled spec"),
+    "report": ("shelf_audit.report_cmd", "write the self-contained HTML report of a run, or compare two runs/versions"),
 }
 
 # Exit statuses shared by every subcommand.
@@ -54,22 +55,32 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``shelf-audit`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    from shelf_audit import quiet
+
+    # Before TensorFlow, gRPC or absl load (the chosen subcommand's module may import them).
+    verbose = any(a in ("-v", "--verbose") for a in argv)
     # TFT switches the process to Keras 2; say so before TensorFlow loads.
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet.quiet_environment(verbose)
     # google-api-core warns on every import that Python 3.10 support is ending; TFX 1.16 needs 3.10.
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\..*")
-    args = build_parser(argv).parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    native = None if verbose else quiet.NativeStderrFilter().start()
     try:
+        args = build_parser(argv).parse_args(argv)
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            datefmt="%H:%M:%S",
+        )
+        if not args.verbose:
+            quiet.quiet_python_logging()
         return int(args.handler(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        if native is not None:
+            native.stop()
 
 
 if __name__ == "__main__":

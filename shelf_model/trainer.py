@@ -21,6 +21,7 @@ from shelf_data.contract import LABELS
 from shelf_model import features, preprocessing
 from shelf_model import model as model_lib
 from shelf_model.hparams import TrainingConfig
+from shelf_model.progress import EpochProgress
 
 log = logging.getLogger(__name__)
 AUTOTUNE = tf.data.AUTOTUNE
@@ -123,7 +124,6 @@ class Throughput(tf_keras.callbacks.Callback):
         seconds = max(self._end - self._start, 1e-9)
         images = self._batches * self.batch_size
         self.epochs.append({"seconds": seconds, "images": images, "images_per_second": images / seconds})
-        log.info("epoch %d: %d images in %.1fs, %.0f images/s", epoch + 1, images, seconds, images / seconds)
 
 
 def _callbacks(model_run_dir: str, patience: int) -> list[tf_keras.callbacks.Callback]:
@@ -174,10 +174,11 @@ def train(
         steps_per_epoch=config.steps_per_epoch,
         validation_steps=config.eval_steps,
         class_weight=class_weight_by_id(dict(config.class_weights)),
-        verbose=2,
+        verbose=0,  # EpochProgress reports instead: one redrawn line on a terminal, plain lines elsewhere
     )
     throughput = Throughput(config.batch_size)
-    callbacks = _callbacks(model_run_dir, config.early_stopping_patience) + [throughput]
+    progress = EpochProgress(config.batch_size, config.epochs, config.steps_per_epoch)
+    callbacks = _callbacks(model_run_dir, config.early_stopping_patience) + [throughput, progress]
     history = model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, **fit_args).history
     if pretrained and config.fine_tune_epochs:
         # Phase 2: fine-tune the top of the backbone with a lower rate.
