@@ -49,6 +49,12 @@ class DataConfig:
     # value lands in one split (e.g. "lane_id": near-duplicate shots of a lane stay
     # together). "" hashes each photo on its own.
     partition_feature: str = ""
+    # ExampleGen drops photos that do not decode or are under 64x64 and lists them
+    # (bad_records.json, the summary, the manifest); above this fraction of a split the
+    # run stops before training (components/data_gate.py).
+    max_bad_fraction: float = 0.01
+    # Photos of each class required in train and in eval, else the run stops before training.
+    min_class_count: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +84,9 @@ class PushConfig:
     latency_budget_ms: float = push_defaults.LATENCY_BUDGET_MS
     damaged_recall_tolerance: float = push_defaults.DAMAGED_RECALL_TOLERANCE
     golden_samples: int = push_defaults.GOLDEN_COUNT
+    # Where the manifest signing key comes from: "file:/path/key.pem", "env:VAR" or
+    # "gcpkms://projects/.../cryptoKeyVersions/N"; empty: unsigned (SHELF_AUDIT_SIGNING_KEY overrides).
+    signing_key: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,6 +261,10 @@ def validate(config: PipelineConfig) -> None:
     for key in ("train_buckets", "validation_buckets", "eval_buckets"):
         if getattr(d, key) < 1:
             raise _fail(f"data.{key}", getattr(d, key), "must be >= 1")
+    if not 0.0 <= d.max_bad_fraction < 1.0:
+        raise _fail("data.max_bad_fraction", d.max_bad_fraction, "must be in [0, 1)")
+    if d.min_class_count < 0:
+        raise _fail("data.min_class_count", d.min_class_count, "must be >= 0")
     if d.partition_feature not in PARTITION_FEATURES:
         raise _fail(
             "data.partition_feature", d.partition_feature, f"must be one of {', '.join(map(repr, PARTITION_FEATURES))}"
@@ -301,6 +314,13 @@ def validate(config: PipelineConfig) -> None:
         raise _fail("push.damaged_recall_tolerance", p.damaged_recall_tolerance, "must be in [0, 1]")
     if p.golden_samples < 1:
         raise _fail("push.golden_samples", p.golden_samples, "must be >= 1")
+    if p.signing_key:
+        from components import signing
+
+        try:
+            signing.check_source(p.signing_key)
+        except ValueError as e:  # its message never echoes a key pasted into the config
+            raise ConfigError(f"push.{e}") from None
     k = config.kubeflow
     for key in ("cpu", "memory_gb", "trainer_cpu", "trainer_memory_gb", "evaluator_cpu", "evaluator_memory_gb"):
         if getattr(k, key) <= 0:

@@ -207,6 +207,7 @@ def create_pipeline(
             )
         ),
         range_config=_range_config(inputs.range_config),
+        max_bad_fraction=d.max_bad_fraction,  # unusable photos are dropped and listed in bad_records.json
     ).with_id("ImportExampleGen")
     # Statistics, the curated schema, and the anomalies between them.
     schema_gen = CuratedSchemaGen(schema_file=schema_file or package_schema_uri(SCHEMA_PACKAGE, SCHEMA_NAME)).with_id(
@@ -220,7 +221,12 @@ def create_pipeline(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
     # Stop the run on anomalies: ExampleValidator alone records them and goes on.
-    data_gate = DataGate(anomalies=example_validator.outputs["anomalies"], examples=example_gen.outputs["examples"])
+    # ... and on too many unusable photos (above data.max_bad_fraction) or a class missing from train or eval.
+    data_gate = DataGate(
+        anomalies=example_validator.outputs["anomalies"],
+        examples=example_gen.outputs["examples"],
+        min_class_count=d.min_class_count,
+    )
     # Decode, grayscale, resize; labels and slice features pass through.
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
@@ -284,6 +290,7 @@ def create_pipeline(
         damaged_recall_tolerance=p.damaged_recall_tolerance,
         golden_count=p.golden_samples,
         source_revision=source_revision or f"code:{fingerprint}",
+        signing_key=p.signing_key,  # the key's source, resolved by the executor
     )
     components = [
         example_gen,

@@ -10,6 +10,8 @@ import dataclasses
 import json
 import math
 import os
+import shlex
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,7 +19,7 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
-from components import split_stats
+from components import bad_records, split_stats
 from components.drift import DriftReport, read_report
 from components.example_gen import SPANS_PROPERTY
 from components.spans import format_spans
@@ -75,6 +77,14 @@ class RunSummary:
     def spans(self) -> list[int]:
         """The spans the run's model was trained and evaluated on, ascending."""
         return sorted({s for e in self.examples for s in e.get("spans") or [e["span"]] if s is not None})
+
+    def data_quality(self) -> tuple[dict[str, Any] | None, str]:
+        """ExampleGen's ``bad_records.json`` of this run and its path; ``(None, "")`` when no data-quality step ran."""
+        for e in self.examples:
+            report = bad_records.read_bad_records(e["uri"])
+            if report is not None:
+                return report, bad_records.bad_records_path(e["uri"])
+        return None, ""
 
     def stage(self, node_id: str) -> Stage | None:
         """The stage of ``node_id``, if it ran."""
@@ -228,7 +238,7 @@ def read_gate(
             metric=name,
             value=overall.get(name, float("nan")),
             threshold=_bound(thresholds[name]) if name in thresholds else "",
-            passed=name not in failed,
+            passed=name not in failed and not math.isnan(overall.get(name, float("nan"))),  # NaN never passes
             baseline_delta=baseline_delta.get(name),
         )
         for name in names
@@ -277,6 +287,26 @@ def summarize(
     )
 
 
+def tensorboard_logdir(summary: RunSummary) -> str | None:
+    """The TensorBoard log folder of the run's model: ``<Trainer model_run artifact>/logs``.
+
+    The Trainer's Keras TensorBoard callback writes ``train/`` and ``validation/``
+    event files there (``shelf_model/trainer.py``). A run that reused a cached
+    Trainer points at the run that trained the model. None when no Trainer ran.
+    """
+    for stage in summary.stages:
+        for artifact in stage.outputs.get("model_run", []):
+            return os.path.join(artifact.uri, "logs")
+    return None
+
+
+def tensorboard_command(logdir: str) -> str:
+    """The shell command that serves ``logdir``: the venv's ``tensorboard`` next to this Python, if there."""
+    beside = os.path.join(os.path.dirname(sys.executable), "tensorboard")
+    exe = beside if os.access(beside, os.X_OK) else "tensorboard"
+    return f"{shlex.quote(exe)} --logdir {shlex.quote(logdir)}"
+
+
 def format_summary(summary: RunSummary) -> str:
     """The closing report printed by ``shelf-audit run``."""
     lines = [f"run {summary.run_id}", "", "stage                              state      seconds"]
@@ -292,6 +322,9 @@ def format_summary(summary: RunSummary) -> str:
                 f"  {label}: {e['node_id']} examples artifact {e['artifact_id']}, {e['uri']}"
                 f" (input {e['input_fingerprint'] or '-'})"
             )
+    dropped = bad_records.summary_line(*summary.data_quality())
+    if dropped:  # photos ExampleGen dropped (below data.max_bad_fraction): the run went on without them
+        lines += ["", dropped]
     if summary.splits:
         lines += ["", split_stats.format_split_table(summary.splits)]
     if summary.drift:
@@ -317,6 +350,9 @@ def format_summary(summary: RunSummary) -> str:
         lines.append("verdict: NOT blessed: " + ("; ".join(summary.failures) or "see the Evaluator output"))
     if summary.evaluation_uri:
         lines.append(f"evaluation (TFMA output): {summary.evaluation_uri}")
+    logdir = tensorboard_logdir(summary)
+    if logdir:
+        lines.append(f"tensorboard: {tensorboard_command(logdir)}")
     if summary.pushed:
         p = summary.pushed
         if p.get("pushed"):

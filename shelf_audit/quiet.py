@@ -52,6 +52,9 @@ NATIVE_NOISE = (
     re.compile(rb"Unable to register cu(FFT|DNN|BLAS) factory: Attempting to register factory for plugin"),
     re.compile(rb"TF-TRT Warning: Could not find TensorRT"),
     re.compile(rb"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"),
+    # The TFLite interpreter's and quantizer's INFO lines, printed without any prefix.
+    re.compile(rb"^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$"),
+    re.compile(rb"^fully_quantize: \d+, inference_type: \d+, input_inference_type: \w+, output_inference_type: \w+$"),
     # The TFLite converter's MLIR pass options, one per conversion.
     re.compile(rb"^W0000 [0-9:. ]+\d+ \w+\.cc:\d+\] (Ignored output_format|Ignored drop_control_dependency)"),
 )

@@ -19,6 +19,7 @@ import time
 from pipeline import config as config_lib
 from shelf_audit import home_lock
 from shelf_audit.cli import EXIT_BUSY, EXIT_ERROR, EXIT_NOT_BLESSED, EXIT_OK
+from shelf_audit.heartbeat import StageHeartbeat
 
 log = logging.getLogger("shelf_audit.run")
 
@@ -146,6 +147,50 @@ def nothing_new(config: config_lib.PipelineConfig, home: str) -> str | None:
     return f"nothing new since {found[0]} (spans {spans})"
 
 
+def span_problem(config: config_lib.PipelineConfig, data_root: str) -> str:
+    """Why the run's span selection cannot be read under ``data_root`` (no span, an empty span folder), or ""."""
+    from components import example_gen
+    from components import spans as spans_lib
+
+    try:
+        example_gen.resolve(data_root, example_gen.input_config(), spans_lib.parse(config.data.spans))
+    except ValueError as e:
+        return f"cannot read the spans ({config.data.spans}): {e}"
+    return ""
+
+
+def bucket_problem(config: config_lib.PipelineConfig, home: str) -> str:
+    """Why the run's model bucket cannot be written (``bucket <path> is not writable: ...``), or "".
+
+    Probed with :func:`components.model_bucket.probe_writable` (a small object written and deleted)
+    before any stage runs, so a bad ``--bucket`` fails in seconds, not after training.
+    """
+    from components import model_bucket  # light: no TensorFlow for a local bucket
+
+    # The default bucket of pipeline.local_runner.LocalPaths, without importing TFX for it.
+    bucket = config.push.bucket or os.path.join(os.path.abspath(home), "bucket")
+    try:
+        model_bucket.probe_writable(bucket)
+    except model_bucket.BucketError as e:
+        return str(e)
+    return ""
+
+
+def stage_error_text(error: BaseException) -> str:
+    """A failed stage's message for the log: ours first, without the Beam/TFX wrapping around it.
+
+    Beam re-raises a DoFn's error with the worker traceback and the step name appended; a corrupt input
+    file's error (:class:`components.record_check.CorruptRecordFileError`) is then cut out of that text.
+    """
+    text = str(error)
+    marker = "CorruptRecordFileError: "
+    if marker in text:  # wrapped in another exception's text
+        text = text[text.rindex(marker) + len(marker) :]
+    elif type(error).__name__ != "CorruptRecordFileError":
+        return text
+    return text.splitlines()[0].split(" [while running")[0] + " (ExampleGen stopped: fix or remove the file)"
+
+
 def run_pipeline(config: config_lib.PipelineConfig, home: str, force: bool = False) -> int:
     """Run the pipeline under ``home``; print the summary; return the exit status.
 
@@ -166,6 +211,22 @@ def run_pipeline(config: config_lib.PipelineConfig, home: str, force: bool = Fal
     except metadata_store.MetadataStoreError as e:
         log.error("%s", e)
         return EXIT_ERROR
+    problem = bucket_problem(config, home)
+    if problem:  # an unwritable bucket: said before any stage runs (after the checks that create nothing)
+        log.error("%s", problem)
+        return EXIT_ERROR
+    if config.metadata.kind == "mysql":  # a wrong host or password is named first, before the data is read
+        log.info("opening ML Metadata %s", metadata_store.describe(config.metadata, os.path.abspath(home)))
+        try:
+            connection = metadata_store.connection_config(config.metadata, os.path.abspath(home), password)
+            metadata_store.open_store(connection)
+        except metadata_store.MetadataStoreError as e:
+            log.error("%s", e)
+            return EXIT_ERROR
+    problem = span_problem(config, data_root)
+    if problem:  # an empty or missing span: said before anything is built (and before "nothing new")
+        log.error("%s", problem)
+        return EXIT_ERROR
     if not force:
         since = nothing_new(config, home)
         if since:
@@ -176,22 +237,42 @@ def run_pipeline(config: config_lib.PipelineConfig, home: str, force: bool = Fal
     log.info("running %s on %s; home %s; ML Metadata %s", config.name, data_root, paths.home, store)
     started = time.time()
     run_id = local_runner.new_run_id()
+    heartbeat = StageHeartbeat().start()  # "<stage> still running, m:ss elapsed" every 30 s of a long stage
     try:
         connection = local_runner.run(
             config, home, source_revision=git_revision(), metadata_password=password, run_id=run_id
         )
     except Exception as e:  # noqa: BLE001 - any stage failure ends the run with its message.
-        log.error("run failed after %.0fs: %s", time.time() - started, e)
+        log.error("run failed after %.0fs: %s", time.time() - started, stage_error_text(e))
         return EXIT_ERROR
+    finally:
+        heartbeat.stop()
     summary = run_summary.summarize(
         connection, config.name, gate_eval_config(config.gate), run_id=run_id, split_settings=split_settings(config)
     )
     print(run_summary.format_summary(summary), flush=True)
+    _write_run_report(summary, home, config.name)
     if not summary.blessed:
         return EXIT_NOT_BLESSED
     if summary.pushed is not None and not summary.pushed.get("pushed"):
         return EXIT_NOT_BLESSED
     return EXIT_OK
+
+
+def _write_run_report(summary: object, home: str, pipeline_name: str) -> str | None:
+    """Write the run's HTML report and print ``report: <path>``; a failure is a warning, never a failed run."""
+    from pipeline import report_inputs
+
+    started = time.time()
+    try:
+        path = report_inputs.write_run_report(summary, home, pipeline_name)
+    except Exception as e:  # noqa: BLE001 - the run's outcome stands without its report
+        log.warning("no HTML report for run %s: %s: %s", getattr(summary, "run_id", "?"), type(e).__name__, e)
+        print("report: not written (see the warning above)", flush=True)
+        return None
+    log.info("HTML report written in %.1fs", time.time() - started)
+    print(f"report: {path}", flush=True)
+    return path
 
 
 def run(args: argparse.Namespace) -> int:

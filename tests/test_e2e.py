@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -220,3 +221,36 @@ def test_splits_and_seed_are_recorded_in_the_manifest_and_the_summary(runs):
         assert c["examples"] == c["ok"] + c["misplaced"] + c["damaged"]
     assert counts["train"]["examples"] > counts["eval"]["examples"] > 0
     assert "splits (deterministic hash of each photo" in runs["first"][0].stdout
+
+
+# Our lines: a timestamped record from one of the project's loggers, or TFX's stage lines (logger absl).
+OUR_LOGGERS = "shelf_audit|shelf_model|shelf_data|components|pipeline|absl"
+OUR_LINE = re.compile(rf"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) ({OUR_LOGGERS})[.:]")
+# A tiny run: two dozen stage lines, a few progress and heartbeat lines, the converter's and publish lines.
+MAX_RUN_STDERR_LINES = 60
+
+
+def _not_ours(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.strip() and not OUR_LINE.match(line)]
+
+
+def test_a_tiny_run_prints_only_our_lines_on_stderr(runs):
+    proc, _ = runs["first"]
+    assert proc.returncode == 0, _explain(proc)
+    assert _not_ours(proc.stderr) == [], "third-party lines on stderr:\n" + "\n".join(_not_ours(proc.stderr))
+    lines = proc.stderr.splitlines()
+    assert len(lines) <= MAX_RUN_STDERR_LINES, f"{len(lines)} stderr lines:\n" + proc.stderr
+    assert any("Component Trainer is running" in line for line in lines)
+    assert any(re.search(r"shelf_model\.trainer: epoch 1/1: loss", line) for line in lines)
+
+
+def test_models_list_prints_nothing_on_stderr_and_needs_no_tensorflow(runs):
+    bucket = str(runs["tmp"] / "home" / "bucket")
+    cmd = [sys.executable, "-X", "importtime", "-m", "shelf_audit.cli", "models", "list", "--bucket", bucket]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, _explain(proc)
+    assert runs["first_bucket"][0] in proc.stdout
+    imported = [line for line in proc.stderr.splitlines() if line.startswith("import time:")]
+    assert imported and not any(re.search(r"\|\s+tensorflow(\.|$)", line) for line in imported)
+    others = [line for line in proc.stderr.splitlines() if not line.startswith("import time:")]
+    assert others == [], others

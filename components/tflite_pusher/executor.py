@@ -34,9 +34,10 @@ from tfx import types
 from tfx.components.pusher import executor as pusher_executor
 from tfx.types import artifact_utils, standard_component_specs
 
+from components import bad_records, model_bucket, signing, split_stats, splits, tflite_convert
 from components import drift as drift_lib
-from components import model_bucket, split_stats, splits, tflite_convert
 from components import variants as push_defaults
+from components.report import pusher as run_report
 from shelf_data.contract import LABELS
 
 # Input/output keys: the stock ones where the meaning is the same.
@@ -62,6 +63,7 @@ REPRESENTATIVE_COUNT_KEY = "representative_count"
 SOURCE_REVISION_KEY = "source_revision"
 INPUTS_DIGEST_KEY = "inputs_digest"
 SPLIT_SETTINGS_KEY = "split_settings"  # JSON: hash buckets per split, partition feature, training seed
+SIGNING_KEY_KEY = "signing_key"  # the key's source (file:/env:/gcpkms://), never the key itself
 STATISTICS_KEY = standard_component_specs.STATISTICS_KEY  # StatisticsGen's output: counts per split and class
 
 # Calibration from the train split; verification and golden samples on the held-out eval split.
@@ -82,6 +84,7 @@ class PushConfig:
     source_revision: str = ""
     inputs_digest: str = ""
     split_settings: str = ""
+    signing_key: str = ""
 
     @classmethod
     def from_exec_properties(cls, props: dict[str, Any]) -> PushConfig:
@@ -111,6 +114,7 @@ class PushConfig:
             source_revision=props.get(SOURCE_REVISION_KEY) or "",
             inputs_digest=props.get(INPUTS_DIGEST_KEY) or "",
             split_settings=props.get(SPLIT_SETTINGS_KEY) or "",
+            signing_key=props.get(SIGNING_KEY_KEY) or "",
         )
 
 
@@ -290,18 +294,25 @@ class Executor(pusher_executor.Executor):
         fingerprint = saved_model_fingerprint(model_path)
 
         # 2. Same model already in the bucket (a re-run found the previous
-        # blessed model): a no-op, not a duplicate version. LATEST is left
-        # alone so a deliberate rollback survives re-runs.
+        # blessed model): a no-op, not a duplicate version. A publish that was
+        # killed after its manifest landed is finished (event recorded, LATEST
+        # settled from the history), so a deliberate rollback survives re-runs.
         existing = model_bucket.find_version_by_fingerprint(config.bucket, config.model_name, fingerprint)
         if existing is not None:
             manifest = model_bucket.read_manifest(config.bucket, config.model_name, existing)
+            finished = model_bucket.finish_interrupted(config.bucket, config.model_name, existing)
             self._pushed(
                 model_push,
                 config,
                 manifest,
-                f"model {fingerprint[:12]} already published as {existing}; nothing written",
+                finished
+                if finished.startswith("finished")
+                else f"model {fingerprint[:12]} already published as {existing}; nothing written",
             )
             return
+
+        # The signing key is loaded before any work, so a bad key fails fast (its source is named, never its value).
+        signer = self._signer(config)
 
         # 3. Data: calibration from train, verification on the whole eval split.
         examples = artifact_utils.get_single_instance(input_dict[TRANSFORMED_EXAMPLES_KEY])
@@ -396,15 +407,40 @@ class Executor(pusher_executor.Executor):
                 },
                 "drift": self._drift(input_dict),
                 "splits": self._splits(input_dict, config),
+                "data_quality": self._data_quality(input_dict),
             },
         )
+        # The HTML run report goes in the version; built in memory first, {} when it failed (logged loudly).
+        extra_files = run_report.report_files(input_dict, manifest, model_dir=model_path)
         result = model_bucket.publish(
-            config.bucket, config.model_name, files, manifest, golden=golden, fingerprint=fingerprint
+            config.bucket,
+            config.model_name,
+            files,
+            manifest,
+            golden=golden,
+            fingerprint=fingerprint,
+            signer=signer,
+            extra_files=extra_files,
         )
         published = model_bucket.read_manifest(config.bucket, config.model_name, result.version)
         self._pushed(model_push, config, published, result.message)
 
     # -- helpers ---------------------------------------------------------
+
+    @staticmethod
+    def _signer(config: PushConfig) -> signing.Signer | None:
+        """The manifest signer from ``$SHELF_AUDIT_SIGNING_KEY`` or the ``signing_key`` property; None: unsigned."""
+        source = signing.resolve_source(config.signing_key)
+        if source is None:
+            logging.warning("TFLitePusher: no signing key configured: the version will be unsigned")
+            return None
+        signer = signing.load_signer(source)
+        logging.info(
+            "TFLitePusher: signing the manifest with the key from %s (%s)",
+            source,
+            signing.fingerprint(signer.public_key_raw),
+        )
+        return signer
 
     @staticmethod
     def _variant_of(file_name: str, config: PushConfig) -> str:
@@ -426,6 +462,16 @@ class Executor(pusher_executor.Executor):
         """SpanDrift's report (None without the input, or when it cannot be read: logged)."""
         reports = input_dict.get(DRIFT_KEY)
         return cls._safe(drift_lib.read_report, artifact_utils.get_single_uri(reports)) if reports else None
+
+    @classmethod
+    def _data_quality(cls, input_dict: dict[str, list[types.Artifact]]) -> dict[str, Any] | None:
+        """Photos ExampleGen dropped (components/bad_records.py): counts, reasons, the first 100 (None if unknown)."""
+        examples = input_dict.get(EXAMPLES_KEY) or []
+        for artifact in examples:
+            report = cls._safe(bad_records.read_bad_records, artifact.uri)
+            if report is not None:
+                return bad_records.manifest_entry(report)
+        return None
 
     @classmethod
     def _splits(cls, input_dict: dict[str, list[types.Artifact]], config: PushConfig) -> dict[str, Any] | None:
