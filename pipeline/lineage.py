@@ -101,7 +101,8 @@ def open_sqlite(path: str) -> Any:
     return metadata_store.MetadataStore(connection)
 
 
-def _custom(artifact: Any, key: str) -> Any:
+def custom_property(artifact: Any, key: str) -> Any:
+    """An ML Metadata artifact's custom property as a Python value, or None when it is not set."""
     if key not in artifact.custom_properties:
         return None
     value = artifact.custom_properties[key]
@@ -111,10 +112,10 @@ def _custom(artifact: Any, key: str) -> Any:
 
 def _spans(artifact: Any) -> tuple[int, ...]:
     # A window of spans lists them all in "spans" ("3,4"); TFX's own "span" is the newest one.
-    window = _custom(artifact, "spans")
+    window = custom_property(artifact, "spans")
     if window:
         return tuple(sorted(int(s) for s in str(window).split(",") if s.strip()))
-    span = _custom(artifact, "span")
+    span = custom_property(artifact, "span")
     return () if span is None else (int(span),)
 
 
@@ -209,8 +210,8 @@ def from_store(store: Any, version: str, manifest: dict[str, Any], where: str) -
                     execution_id=execution_id,
                     run_id=run_id,
                     spans=_spans(artifact),
-                    version=_custom(artifact, "version"),
-                    input_fingerprint=_custom(artifact, "input_fingerprint"),
+                    version=custom_property(artifact, "version"),
+                    input_fingerprint=custom_property(artifact, "input_fingerprint"),
                 )
             )
             next_frontier += [a for a in inputs if a.id not in seen]

@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from components.report.build import ReportInputs
+from pipeline.lineage import custom_property
 from pipeline.metadata_store import PIPELINE_RUN_CONTEXT, run_pipeline_root
 
 MANIFEST_FILE = "manifest.json"
@@ -21,14 +22,6 @@ MANIFEST_FILE = "manifest.json"
 
 class RunNotFound(LookupError):
     """No run matches (the message names the home and the run)."""
-
-
-def _custom(artifact: Any, key: str) -> Any:
-    if key not in artifact.custom_properties:
-        return None
-    value = artifact.custom_properties[key]
-    kind = value.WhichOneof("value")
-    return getattr(value, kind) if kind else None
 
 
 def _latest_pipeline(store: Any, pipeline_root: str, run: str) -> tuple[str, str]:
@@ -118,12 +111,12 @@ def inputs_from_stages(stages: list[Any], run_id: str, pipeline_name: str, bucke
             found["drift_uri"] = outputs["drift"][0].uri
         if "pushed_model" in outputs:
             artifact = outputs["pushed_model"][0]
-            if _custom(artifact, "pushed"):
+            if custom_property(artifact, "pushed"):
                 manifest = _read_manifest(artifact.uri)
                 if manifest is None:
                     push_note = f"published, but no manifest copy in {artifact.uri}"
             else:
-                push_note = _custom(artifact, "pushed_reason") or "the pusher did not publish"
+                push_note = custom_property(artifact, "pushed_reason") or "the pusher did not publish"
     if "evaluation_uri" not in found:
         states = ", ".join(f"{s.node_id} {s.state}" for s in stages) or "no stages"
         raise RunNotFound(f"run {run_id} of {pipeline_name} has no Evaluator output ({states})")

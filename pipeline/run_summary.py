@@ -24,6 +24,7 @@ from components.drift import DriftReport, read_report
 from components.example_gen import SPANS_PROPERTY
 from components.spans import format_spans
 from pipeline.eval_config import WEIGHTED_RECALL, class_recall_name
+from pipeline.lineage import custom_property
 from pipeline.metadata_store import PIPELINE_RUN_CONTEXT, run_pipeline_root
 from shelf_data.contract import LABELS
 
@@ -91,20 +92,12 @@ class RunSummary:
         return next((s for s in self.stages if s.node_id == node_id), None)
 
 
-def _custom(artifact: metadata_store_pb2.Artifact, key: str) -> Any:
-    if key not in artifact.custom_properties:
-        return None
-    value = artifact.custom_properties[key]
-    kind = value.WhichOneof("value")
-    return getattr(value, kind) if kind else None
-
-
 def _spans_read(artifact: metadata_store_pb2.Artifact) -> list[int]:
     """Every span an ExampleGen artifact holds: the ``spans`` property of a window (3,4,5), else ``span``."""
-    text = _custom(artifact, SPANS_PROPERTY)
+    text = custom_property(artifact, SPANS_PROPERTY)
     if text:
         return [int(s) for s in str(text).split(",") if s.strip()]
-    span = _custom(artifact, "span")
+    span = custom_property(artifact, "span")
     return [] if span is None else [int(span)]
 
 
@@ -121,10 +114,10 @@ def read_examples(stages: list[Stage]) -> list[dict[str, Any]]:
                     {
                         "node_id": stage.node_id,
                         "artifact_id": artifact.id,
-                        "span": _custom(artifact, "span"),  # TFX's: the newest span of a window
+                        "span": custom_property(artifact, "span"),  # TFX's: the newest span of a window
                         "spans": _spans_read(artifact),
-                        "version": _custom(artifact, "version"),
-                        "input_fingerprint": _custom(artifact, "input_fingerprint"),
+                        "version": custom_property(artifact, "version"),
+                        "input_fingerprint": custom_property(artifact, "input_fingerprint"),
                         "uri": artifact.uri,
                     }
                 )
@@ -268,12 +261,12 @@ def summarize(
     failures: list[str] = []
     for stage in stages:
         if "blessing" in stage.outputs and "evaluation" in stage.outputs:
-            blessed = bool(_custom(stage.outputs["blessing"][0], "blessed"))
+            blessed = bool(custom_property(stage.outputs["blessing"][0], "blessed"))
             evaluation_uri = stage.outputs["evaluation"][0].uri
             gate, worst, failures = read_gate(evaluation_uri, eval_config)
         if "pushed_model" in stage.outputs:
             artifact = stage.outputs["pushed_model"][0]
-            pushed = {k: _custom(artifact, k) for k in artifact.custom_properties}
+            pushed = {k: custom_property(artifact, k) for k in artifact.custom_properties}
         if "drift" in stage.outputs:
             drift = read_report(stage.outputs["drift"][0].uri)
         if "statistics" in stage.outputs and split_settings:
