@@ -347,7 +347,8 @@ class Executor(import_executor.Executor):
         max_bad = exec_properties.get(MAX_BAD_FRACTION_KEY)
         max_bad = bad_records.DEFAULT_MAX_BAD_FRACTION if max_bad is None else float(max_bad)
         files = input_files(input_base, decode_patterns(input_config.splits[0].pattern))
-        logging.info("ExampleGen: reading and checking %d file(s) under %s", len(files), input_base)
+        shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+        logging.info("ExampleGen: reading and checking %d file(s): %s", len(files), shown)
         split_config = output_config.split_config
         names = [split.name for split in split_config.splits]
         buckets, total = [], 0

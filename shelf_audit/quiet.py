@@ -60,7 +60,9 @@ NATIVE_NOISE = (
 )
 # A native log line starts with a timestamp or an absl/glog prefix; a partial write that does not is passed on
 # at once (a progress line redrawn with a carriage return), one that does waits for its newline to be judged.
-_NATIVE_PREFIX = re.compile(rb"^(\d{4}-\d\d-\d\d |[EWIF]\d{4} )")
+# TFLite's own INFO lines and the quantizer's line arrive in pieces (the newline written separately), so a partial
+# line starting like them waits for its newline too.
+_NATIVE_PREFIX = re.compile(rb"^(\d{4}-\d\d-\d\d |[EWIF]\d{4} |INFO: |WARNING: |fully_quantize: )")
 
 # Python loggers and messages from third parties that say nothing about the user's run (shown with --verbose).
 # Names are logger names; the levels are the lowest that still shows.
