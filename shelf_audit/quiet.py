@@ -91,7 +91,8 @@ ROOT_NOISE = (
 def quiet_environment(verbose: bool) -> None:
     """Environment switches read when TensorFlow, gRPC and absl load: call before importing them."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")  # C++ INFO and WARNING lines
-    os.environ.setdefault("GRPC_VERBOSITY", "DEBUG" if verbose else "ERROR")
+    if not verbose:  # verbose leaves gRPC's default: a DEBUG here would leak to every later child process
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
 class ThirdPartyFilter(logging.Filter):

@@ -48,6 +48,7 @@ def _run(tmp: Path, floor: float, *extra: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "shelf_audit.cli", "run", "--config", str(config), *extra]
     cmd += ["--data", str(tmp / "data"), "--home", str(tmp / "home")]
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("GRPC_VERBOSITY", None)  # as a user's shell has it: another test in this worker may have set it
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
 
 
