@@ -132,21 +132,11 @@ def _argmax_recall(
     key = metric_types.MetricKey(
         name=name, model_name=model_name, output_name=output_name, example_weighted=example_weighted
     )
-    computations = multi_class_confusion_matrix_metrics.multi_class_confusion_matrices(
-        thresholds=[0.0],
-        eval_config=eval_config,
-        model_name=model_name,
-        output_name=output_name,
-        example_weighted=example_weighted,
-    )
-    matrices_key = computations[-1].keys[-1]
+    computations, matrices_key = _matrix_computations(eval_config, model_name, output_name, example_weighted)
     class_weights = {int(k): v for k, v in recall_weights.items()}
 
     def result(metrics: dict) -> dict:
-        matrices = metrics[matrices_key]
-        entries = next(iter(matrices.values()), {}) if matrices else {}
-        flat = {(k.actual_class_id, k.predicted_class_id): v for k, v in entries.items()}
-        return {key: recall_from_matrix(flat, class_weights)}
+        return {key: recall_from_matrix(_flat(metrics, matrices_key), class_weights)}
 
     computations.append(metric_types.DerivedMetricComputation(keys=[key], result=result))
     return computations
