@@ -15,14 +15,14 @@ ENV TF_USE_LEGACY_KERAS=1 \
 # Every dependency pinned by version and sha256, exactly as `make env` installs them.
 COPY requirements.lock /tmp/requirements.lock
 RUN pip install --no-cache-dir "uv==0.13.9" \
- && uv pip sync --system --require-hashes --no-cache /tmp/requirements.lock \
+ && uv pip sync --system --require-hashes --no-cache --compile-bytecode /tmp/requirements.lock \
  && rm /tmp/requirements.lock
 
 # The project itself: the wheel holds every module and data file the executors load
 # (shelf_model run_fn and preprocessing_fn, the TFMA metric, the custom components,
 # the curated schema), so no task needs a checkout.
 COPY dist/*.whl /tmp/wheels/
-RUN uv pip install --system --no-deps --no-cache /tmp/wheels/*.whl && rm -rf /tmp/wheels
+RUN uv pip install --system --no-deps --no-cache --compile-bytecode /tmp/wheels/*.whl && rm -rf /tmp/wheels
 
 # Beam's SDK harness boot, so Dataflow can run this image as its worker container.
 # Kubeflow tasks set their own command and never use this entrypoint.

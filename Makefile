@@ -32,7 +32,7 @@ $(STAMP): $(LOCK) pyproject.toml
 	start=$$(date +%s); \
 	$(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"; \
 	echo ">> syncing $(VENV) with $(LOCK)"; \
-	VIRTUAL_ENV=$(VENV) $(UV) pip sync --quiet --require-hashes $(LOCK); \
+	VIRTUAL_ENV=$(VENV) $(UV) pip sync --quiet --require-hashes --compile-bytecode $(LOCK); \
 	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --no-deps -e .; \
 	touch $(STAMP); \
 	echo ">> environment ready in $$(( $$(date +%s) - start ))s"
