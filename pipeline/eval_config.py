@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 
 import tensorflow_model_analysis as tfma
 from google.protobuf.wrappers_pb2 import BoolValue
+from tensorflow_model_analysis.constants import TF_GENERIC
 
 from shelf_data.contract import LABEL_KEY, LABELS
 
@@ -110,7 +111,10 @@ def build_eval_config(
         floor = class_recall_floors.get(label, 0.0)
         metrics.append(_recall(class_recall_name(label), {i: 1.0}, _overall_floor(floor)))
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(signature_name=signature_name, label_key=label_key)],
+        # The model type is given, not probed: TFMA would otherwise load each model with Keras once to
+        # find out (then again to evaluate), and Keras' reconstruction was most of the Evaluator's time.
+        # The serving signature is plain TensorFlow, so TFMA's generic loader serves it.
+        model_specs=[tfma.ModelSpec(signature_name=signature_name, label_key=label_key, model_type=TF_GENERIC)],
         slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[key]) for key in slices],
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
         # No default metrics: the model's compiled Keras metrics (loss, an unweighted accuracy) would run
