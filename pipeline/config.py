@@ -20,7 +20,7 @@ from components import spans as spans_lib
 from components import variants as push_defaults
 from components.variants import VARIANTS
 from shelf_data.contract import LABELS
-from shelf_model.hparams import TrainingConfig
+from shelf_model.hparams import CACHE_CHOICES, TrainingConfig
 
 ALLOWED_SLICES = ("label", "lane_id", "device_id", "lighting")
 # Features every record has (TFX needs the partition feature in each one); "" = none.
@@ -289,6 +289,10 @@ def validate(config: PipelineConfig) -> None:
         raise _fail("training.batchnorm_momentum", t.batchnorm_momentum, "must be in (0, 1)")
     if not 0 <= t.dropout < 1:
         raise _fail("training.dropout", t.dropout, "must be in [0, 1)")
+    if t.cache not in CACHE_CHOICES:
+        raise _fail("training.cache", t.cache, f"must be one of {', '.join(map(repr, CACHE_CHOICES))}")
+    if t.cache_memory_limit_mb < 0:
+        raise _fail("training.cache_memory_limit_mb", t.cache_memory_limit_mb, "must be >= 0")
     _check_label_map("training.class_weights", t.class_weights, complete=True, lo=0.0, hi=100.0)
     if sum(t.class_weights.values()) <= 0:
         raise _fail("training.class_weights", dict(t.class_weights), "must not all be 0")

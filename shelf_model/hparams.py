@@ -10,6 +10,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+# training.cache: where the Trainer keeps decoded images (see shelf_model.trainer.cache_plan).
+CACHE_CHOICES = ("auto", "memory", "disk", "none")
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
@@ -39,3 +42,12 @@ class TrainingConfig:
     shuffle_buffer: int = 2048
     seed: int = 42
     mixed_precision: bool = False
+    # Where decoded images are kept after the first epoch: "auto" (memory while they fit in
+    # cache_memory_limit_mb, else a file cache on local disk), "memory", "disk" or "none" (re-read
+    # and re-parse the TFRecords every epoch).
+    cache: str = "auto"
+    cache_memory_limit_mb: int = 2048
+    # Folder for the disk cache; empty: a temporary folder on local disk, removed after training.
+    cache_dir: str = ""
+    # XLA compilation of the training step (tf_keras ``compile(jit_compile=...)``).
+    jit_compile: bool = False

@@ -184,6 +184,79 @@ def test_no_files_is_an_error(tmp_path):
         trainer.make_dataset([str(tmp_path / "*.gz")], batch_size=4, image_size=SIZE, training=False)
 
 
+def test_cache_plan_keeps_images_in_memory_until_the_limit():
+    # 64 images of 128x128 bytes are exactly 1 MiB.
+    assert trainer.cache_plan("auto", 64, SIZE, limit_mb=1) == "memory"
+    assert trainer.cache_plan("auto", 65, SIZE, limit_mb=1) == "disk"
+    assert trainer.cache_plan("auto", 1, SIZE, limit_mb=0) == "disk"
+    for choice in ("memory", "disk", "none"):
+        assert trainer.cache_plan(choice, 10**9, SIZE, limit_mb=1) == choice
+    with pytest.raises(ValueError, match="training.cache must be one of"):
+        trainer.cache_plan("ram", 1, SIZE, limit_mb=1)
+
+
+def test_count_records(transformed):
+    assert trainer.count_records(transformed.train_files) == 16
+    assert trainer.count_records(transformed.eval_files) == 8
+
+
+def test_disk_cache_gives_the_same_pixels_and_is_read_back(transformed, tmp_path):
+    import shutil
+
+    copies = []
+    for i, f in enumerate(transformed.train_files):
+        copies.append(str(tmp_path / f"shard-{i}.gz"))
+        shutil.copy(f, copies[-1])
+    prefix = str(tmp_path / "cache" / "train")
+    (tmp_path / "cache").mkdir()
+    ds = trainer.make_dataset(copies, 4, SIZE, training=False, cache=prefix)
+    images, labels = _collect(ds)
+    np.testing.assert_array_equal(images, transformed.train_images.astype(np.float32))
+    written = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert any(name.startswith("train") and name.endswith(".index") for name in written), written
+    # The second pass reads the cache file: the TFRecords are gone.
+    for f in copies:
+        Path(f).unlink()
+    again, again_labels = _collect(ds)
+    np.testing.assert_array_equal(again, images)
+    np.testing.assert_array_equal(again_labels, labels)
+    uncached = trainer.make_dataset(transformed.train_files, 4, SIZE, training=False, cache="none")
+    np.testing.assert_array_equal(_collect(uncached)[0], images)
+
+
+@pytest.mark.parametrize(
+    "limit_mb, expected",
+    [(2048, {"train": "memory", "validation": "memory"}), (0, {"train": "disk", "validation": "disk"})],
+)
+def test_cache_targets_follow_the_limit_and_clean_up(transformed, tmp_path, caplog, limit_mb, expected):
+    import contextlib
+    import logging
+
+    config = TrainingConfig(cache_memory_limit_mb=limit_mb, cache_dir=str(tmp_path / "cache"))
+    caplog.set_level(logging.INFO, logger=trainer.__name__)
+    with contextlib.ExitStack() as stack:
+        train, validation = trainer._cache_targets(config, transformed.train_files, transformed.eval_files, stack)
+        targets = {"train": train, "validation": validation}
+        for split, where in expected.items():
+            if where == "disk":
+                assert Path(targets[split]).parent.parent == tmp_path / "cache"
+                assert Path(targets[split]).parent.is_dir()
+            else:
+                assert targets[split] == where
+    # The run's cache folder is removed when training ends, the parent stays.
+    assert not list((tmp_path / "cache").glob("shelf-audit-cache-*"))
+    assert "train split: 16 images (0 MB decoded), cache: " in caplog.text
+
+
+def test_capped_validation_is_not_cached_on_disk(transformed):
+    import contextlib
+
+    config = TrainingConfig(cache="disk", eval_steps=1)
+    with contextlib.ExitStack() as stack:
+        train, validation = trainer._cache_targets(config, transformed.train_files, transformed.eval_files, stack)
+        assert validation == "none" and train.endswith("train")
+
+
 # --- run_fn smoke test: train two steps, export, call every signature ---------------------
 
 
