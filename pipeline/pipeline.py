@@ -233,6 +233,9 @@ def create_pipeline(
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         custom_config={"image_size": t.image_size, "code_fingerprint": fingerprint},
+        # StatisticsGen already computes the input's statistics and nothing reads statistics of the
+        # pixel blobs: Transform's own pre- and post-transform statistics would repeat that pass twice.
+        disable_statistics=True,
     )
     transform.add_upstream_node(data_gate)
     # The newest span against the one before it: reported, and stops the run only with drift.stop_on_drift.
@@ -280,6 +283,7 @@ def create_pipeline(
         inputs_digest=_digest_for_manifest(config, inputs),
         drift=span_drift.outputs["drift"] if span_drift is not None else None,
         statistics=statistics_gen.outputs["statistics"],  # photos per split and class
+        anomalies=example_validator.outputs["anomalies"],  # listed in the published report
         split_settings=split_settings(config),
         bucket=inputs.bucket,
         model_name=p.model_name,

@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any
 
-from components.report.build import ReportInputs
+from components.report.build import REPORT_FILE, ReportInputs
 from pipeline.lineage import custom_property
 from pipeline.metadata_store import PIPELINE_RUN_CONTEXT, run_pipeline_root
 
@@ -160,5 +160,26 @@ def write_run_report(summary: Any, home: str, pipeline_name: str) -> str:
     """
     from components.report.build import write_report
 
+    out_path = report_path(home, summary.run_id)
+    published = _published_report(summary.stages)
+    if published:
+        # The pusher built this run's report and published it with the version: the same page.
+        import tensorflow as tf
+
+        tf.io.gfile.makedirs(os.path.dirname(out_path))
+        tf.io.gfile.copy(published, out_path, overwrite=True)
+        return out_path
     inputs = inputs_from_stages(summary.stages, summary.run_id, pipeline_name)
-    return write_report(inputs, report_path(home, summary.run_id))
+    return write_report(inputs, out_path)
+
+
+def _published_report(stages: list[Any]) -> str | None:
+    """The copy of ``report.html`` the pusher keeps with a ``pushed`` artifact, if any."""
+    import tensorflow as tf
+
+    for stage in stages:
+        for artifact in stage.outputs.get("pushed_model", []):
+            path = os.path.join(artifact.uri, REPORT_FILE)
+            if custom_property(artifact, "pushed") and tf.io.gfile.exists(path):
+                return path
+    return None

@@ -142,6 +142,24 @@ def test_load_images_round_trip(tmp_path):
         tc.load_images(os.path.join(tmp_path, "missing"))
 
 
+def test_sample_split_is_a_deterministic_uniform_subset(tmp_path):
+    images, labels = helpers.make_images(40, seed=3)
+    helpers.write_split(str(tmp_path / "Split-train"), images, labels)
+    split = str(tmp_path / "Split-train")
+    sample = tc.sample_split(split, 10, seed=1)
+    assert sample.shape == (10, *images.shape[1:]) and sample.dtype == np.uint8
+    flat = images.reshape(40, -1)
+    picked = [int(np.flatnonzero((flat == s.reshape(-1)).all(axis=1))[0]) for s in sample]
+    assert len(set(picked)) == 10  # ten distinct images of the split
+    assert max(picked) >= 10  # not just the first ten read
+    np.testing.assert_array_equal(tc.sample_split(split, 10, seed=1), sample)
+    assert not np.array_equal(tc.sample_split(split, 10, seed=2), sample)
+    # Fewer images than asked: all of them, in file order.
+    np.testing.assert_array_equal(tc.sample_split(split, 100), images)
+    with pytest.raises(FileNotFoundError):
+        tc.sample_split(str(tmp_path / "missing"), 3)
+
+
 def test_golden_selection_covers_every_class():
     labels = np.array([0] * 20 + [1] * 5 + [2] * 2)
     chosen = tc.select_golden_indices(labels, 6)

@@ -50,6 +50,7 @@ def report_files(
         model_uri=model_dir or _uri(input_dict, "model"),
         examples_uri=examples[-1].uri if examples else None,
         statistics_uri=_uri(input_dict, "statistics"),
+        anomalies_uri=_uri(input_dict, "anomalies"),
         drift_uri=_uri(input_dict, "drift"),
         manifest=dict(manifest),
         run_id=lineage.get("pipeline_run_id"),

@@ -60,6 +60,8 @@ class TFLitePusherSpec(ComponentSpec):
         executor.DRIFT_KEY: ChannelParameter(type=standard_artifacts.ExampleAnomalies, optional=True),
         # StatisticsGen's output: photos per split and class for the manifest's "splits" block.
         executor.STATISTICS_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics, optional=True),
+        # ExampleValidator's anomalies, for the published report's data section.
+        executor.ANOMALIES_KEY: ChannelParameter(type=standard_artifacts.ExampleAnomalies, optional=True),
     }
     OUTPUTS = {
         executor.PUSHED_MODEL_KEY: ChannelParameter(type=standard_artifacts.PushedModel),
@@ -105,6 +107,7 @@ class TFLitePusher(base_component.BaseComponent):
         inputs_digest: str = "",
         drift: types.BaseChannel | None = None,
         statistics: types.BaseChannel | None = None,
+        anomalies: types.BaseChannel | None = None,
         split_settings: Mapping[str, Any] | None = None,
         signing_key: str = "",
     ):
@@ -136,6 +139,7 @@ class TFLitePusher(base_component.BaseComponent):
                 recorded in the lineage so that a re-run with nothing new can be skipped.
             drift: optional SpanDrift ``drift`` output: its report becomes the manifest's ``drift`` block.
             statistics: optional StatisticsGen output: photos per split and class for the manifest.
+            anomalies: optional ExampleValidator output, listed in the published ``report.html``.
             split_settings: ``{"buckets": {split: n}, "partition_feature": str, "seed": int}`` for the
                 manifest's ``splits`` block (with ``statistics``).
             signing_key: where the manifest signing key comes from (``file:/path``, ``env:VAR`` or
@@ -205,6 +209,7 @@ class TFLitePusher(base_component.BaseComponent):
             inputs_digest=inputs_digest or None,
             drift=drift,
             statistics=statistics,
+            anomalies=anomalies,
             split_settings=json.dumps(dict(split_settings), sort_keys=True) if split_settings else None,
             signing_key=signing_key or None,
             pushed_model=types.Channel(type=standard_artifacts.PushedModel),

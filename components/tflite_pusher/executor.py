@@ -64,6 +64,7 @@ SOURCE_REVISION_KEY = "source_revision"
 INPUTS_DIGEST_KEY = "inputs_digest"
 SPLIT_SETTINGS_KEY = "split_settings"  # JSON: hash buckets per split, partition feature, training seed
 SIGNING_KEY_KEY = "signing_key"  # the key's source (file:/env:/gcpkms://), never the key itself
+ANOMALIES_KEY = standard_component_specs.ANOMALIES_KEY  # ExampleValidator's output, for the report
 STATISTICS_KEY = standard_component_specs.STATISTICS_KEY  # StatisticsGen's output: counts per split and class
 
 # Calibration from the train split; verification and golden samples on the held-out eval split.
@@ -316,8 +317,9 @@ class Executor(pusher_executor.Executor):
 
         # 3. Data: calibration from train, verification on the whole eval split.
         examples = artifact_utils.get_single_instance(input_dict[TRANSFORMED_EXAMPLES_KEY])
-        train_images, _ = tflite_convert.load_images(artifact_utils.get_split_uri([examples], TRAIN_SPLIT))
-        representative = tflite_convert.sample_images(train_images, config.representative_count)
+        representative = tflite_convert.sample_split(
+            artifact_utils.get_split_uri([examples], TRAIN_SPLIT), config.representative_count
+        )
         eval_images, eval_labels = tflite_convert.load_images(artifact_utils.get_split_uri([examples], EVAL_SPLIT))
         eval_reference = tflite_convert.saved_model_predict(model_path, eval_images)
         golden_index = tflite_convert.select_golden_indices(eval_labels, config.golden_count)
@@ -423,7 +425,7 @@ class Executor(pusher_executor.Executor):
             extra_files=extra_files,
         )
         published = model_bucket.read_manifest(config.bucket, config.model_name, result.version)
-        self._pushed(model_push, config, published, result.message)
+        self._pushed(model_push, config, published, result.message, extra_files)
 
     # -- helpers ---------------------------------------------------------
 
@@ -508,7 +510,14 @@ class Executor(pusher_executor.Executor):
             savedmodel_fingerprint=fingerprint,
         )
 
-    def _pushed(self, model_push: types.Artifact, config: PushConfig, manifest: dict, reason: str) -> None:
+    def _pushed(
+        self,
+        model_push: types.Artifact,
+        config: PushConfig,
+        manifest: dict,
+        reason: str,
+        extra_files: dict[str, bytes] | None = None,
+    ) -> None:
         version = manifest["version"]
         destination = model_bucket.version_dir(config.bucket, config.model_name, version)
         default = manifest["variants"][manifest["default_variant"]]
@@ -522,6 +531,10 @@ class Executor(pusher_executor.Executor):
         tf.io.gfile.makedirs(model_push.uri)
         with tf.io.gfile.GFile(os.path.join(model_push.uri, model_bucket.MANIFEST_FILE), "w") as f:
             f.write(json.dumps(manifest, indent=2, sort_keys=True))
+        # And of the published report, so that the end of the run need not build it a second time.
+        for name, data in (extra_files or {}).items():
+            with tf.io.gfile.GFile(os.path.join(model_push.uri, name), "wb") as f:
+                f.write(data)
         logging.info("TFLitePusher: %s", reason)
 
     def _not_pushed(self, model_push: types.Artifact, reason: str) -> None:
