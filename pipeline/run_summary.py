@@ -42,6 +42,7 @@ class Stage:
     seconds: float
     outputs: dict[str, list[metadata_store_pb2.Artifact]]
     execution_id: int = 0  # the ML Metadata execution
+    started: float = 0.0  # when the execution was created, epoch seconds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,6 +172,7 @@ def read_stages(
                 seconds,
                 outputs,
                 execution.id,
+                execution.create_time_since_epoch / 1000,
             )
         )
     return run.name, stages
