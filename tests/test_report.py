@@ -11,6 +11,9 @@ import base64
 import math
 import os
 import re
+import types
+from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -403,6 +406,48 @@ def test_inputs_from_stages_maps_outputs_and_the_push_reason():
     assert inputs.manifest is None and inputs.push_note == "no"
     with pytest.raises(report_inputs.RunNotFound, match="run-1 of demo has no Evaluator output.*Trainer COMPLETE"):
         report_inputs.inputs_from_stages(stages[:5], "run-1", "demo")
+
+
+def test_run_report_copies_the_page_the_pusher_published(tmp_path):
+    pushed = tmp_path / "pushed"
+    pushed.mkdir()
+    (pushed / "report.html").write_text("<html>published page</html>")
+    stages = [Stage("TFLitePusher", "COMPLETE", 0, {"pushed_model": [_artifact(str(pushed), pushed=1)]})]
+    summary = types.SimpleNamespace(stages=stages, run_id="run-7")
+    path = report_inputs.write_run_report(summary, str(tmp_path / "home"), "demo")
+    assert path == report_inputs.report_path(str(tmp_path / "home"), "run-7")
+    assert Path(path).read_text() == "<html>published page</html>"
+
+
+def test_run_report_is_built_when_nothing_was_published(tmp_path):
+    pushed = tmp_path / "pushed"
+    pushed.mkdir()
+    (pushed / "report.html").write_text("a page from a version that was not published")
+    stages = [Stage("TFLitePusher", "COMPLETE", 0, {"pushed_model": [_artifact(str(pushed), pushed=0)]})]
+    summary = types.SimpleNamespace(stages=stages, run_id="run-8")
+    # Not published: the page is built from the run's artifacts (here there is no evaluation, so it fails).
+    with pytest.raises(report_inputs.RunNotFound, match="no Evaluator output"):
+        report_inputs.write_run_report(summary, str(tmp_path / "home"), "demo")
+
+
+def test_pusher_report_lists_the_validator_anomalies(tmp_path):
+    class _A:
+        def __init__(self, uri):
+            self.uri = uri
+
+    evaluation = _write_evaluation(tmp_path / "eval", *_protos_of_no_baseline())
+    seen = {}
+
+    def build(inputs):
+        seen["i"] = inputs
+        return "<html></html>"
+
+    with mock.patch.object(pusher, "build_html", side_effect=build):
+        pusher.report_files(
+            {"model_evaluation": [_A(evaluation)], "anomalies": [_A("/h/anomalies/6")]},
+            {"variants": {}, "lineage": {"pipeline_run_id": "r"}},
+        )
+    assert seen["i"].anomalies_uri == "/h/anomalies/6"
 
 
 def test_report_path_is_under_the_home(tmp_path):
