@@ -12,7 +12,8 @@ covers exactly these:
 * the ``data`` (split, span selection), ``training``, ``gate``, ``push``
   (variants, budgets, tolerances) and ``drift`` (it may stop the run)
   sections, without the places things live (``data.input_base``,
-  ``push.bucket``, ``push.model_name``); other sections (Kubeflow pod sizes,
+  ``push.bucket``, ``push.model_name``) and the Trainer's cache settings
+  (``training.cache``, ``cache_memory_limit_mb``, ``cache_dir``); other sections (Kubeflow pod sizes,
   ML Metadata, ``beam_args``, the pipeline name) do not change what is
   trained or whether it is published.
 
@@ -35,8 +36,12 @@ log = logging.getLogger("shelf_audit.inputs_digest")
 
 # Bump when the digest's recipe changes, so old manifests never match by accident.
 RECIPE = 1
-# Config keys left out of the digest: where things are, not what is trained.
-_LOCATION_KEYS = {"data": ("input_base",), "push": ("bucket", "model_name")}
+# Config keys left out of the digest: where things are and how the Trainer holds its data, not what is trained.
+_LOCATION_KEYS = {
+    "data": ("input_base",),
+    "push": ("bucket", "model_name"),
+    "training": ("cache", "cache_memory_limit_mb", "cache_dir"),
+}
 DIGEST_SECTIONS = ("data", "training", "gate", "push", "drift")
 
 

@@ -85,6 +85,7 @@ def test_digest_is_stable_and_ignores_where_things_live(tmp_path):
     elsewhere = dataclasses.replace(_config(moved), name="other-name", beam_args=("--direct_num_workers=2",)).replace(
         push=dataclasses.replace(config.push, bucket="gs://other", model_name="other_model"),
         kubeflow=dataclasses.replace(config.kubeflow, cpu=8.0),
+        training=dataclasses.replace(config.training, cache="disk", cache_memory_limit_mb=64, cache_dir="/scratch"),
     )
     assert _digest(elsewhere).digest == first.digest
 
