@@ -86,6 +86,21 @@ def test_image_checker_reasons_are_readable():
     assert checker.problem(b"")[0] == bad_records.NO_IMAGE
 
 
+def test_checking_many_photos_at_once_gives_what_one_at_a_time_gives():
+    checker = record_check.ImageChecker()
+    good = gray_jpeg(100, (80, 64))
+    truncated = good[: len(good) // 2]
+    photos = [good, b"\xff\xd8 not a jpeg at all", gray_jpeg(100, (40, 200)), b"", truncated, good]
+    assert checker.problems(photos) == [checker.problem(p) for p in photos]
+    assert [r for r, _ in checker.problems(photos)][:4] == [
+        "",
+        bad_records.DOES_NOT_DECODE,
+        bad_records.TOO_SMALL,
+        bad_records.NO_IMAGE,
+    ]
+    assert checker.problems([]) == []
+
+
 def _split_config():
     from tfx.proto import example_gen_pb2
 
