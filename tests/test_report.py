@@ -555,6 +555,32 @@ def test_gallery_shows_mistakes_from_the_preferred_slices_first(tmp_path, make_i
     assert sum(sum(v.values()) for v in counts["device_id"].values()) == 17
 
 
+def test_counts_by_split_class_device_lighting_and_lane_including_missing_values(tmp_path, make_image):
+    from components.report import examples
+    from shelf_data.contract import PhotoRecord, make_example
+
+    folder = tmp_path / "examples"
+    photo = make_image("RGB", (96, 80), fmt="PNG")
+    rows = {"eval": [(0, 1, "d0", "dim"), (2, 1, "d1", None), (2, 7, "d1", "bright")], "train": [(1, 2, "d0", None)]}
+    for split, records in rows.items():
+        os.makedirs(folder / f"Split-{split}")
+        path = str(folder / f"Split-{split}" / "data_tfrecord-00000-of-00001.gz")
+        with tf.io.TFRecordWriter(path, options="GZIP") as w:
+            for label, lane, device, lighting in records:
+                record = PhotoRecord(photo, label=label, lane_id=lane, device_id=device, lighting=lighting)
+                w.write(make_example(record).SerializeToString())
+    counts = examples.count_examples(str(folder))
+    assert counts["total"] == 4
+    assert counts["splits"] == {"eval": {"ok": 1, "damaged": 2}, "train": {"misplaced": 1}}
+    assert counts["device_id"] == {"d0": {"ok": 1, "misplaced": 1}, "d1": {"damaged": 2}}
+    assert counts["lighting"] == {
+        "(missing)": {"damaged": 1, "misplaced": 1},
+        "bright": {"damaged": 1},
+        "dim": {"ok": 1},
+    }
+    assert counts["lane_id"] == {"1": {"ok": 1, "damaged": 1}, "2": {"misplaced": 1}, "7": {"damaged": 1}}
+
+
 def test_report_with_gallery_and_counts_is_self_contained(tmp_path, make_image):
     examples_uri = _tiny_examples(tmp_path / "examples", make_image("RGB", (96, 80), fmt="JPEG"))
     model_uri = _lane_model(tmp_path / "model")

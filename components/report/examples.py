@@ -74,14 +74,50 @@ def _label_name(value: str) -> str:
     return LABELS[index] if 0 <= index < len(LABELS) else value
 
 
+# The small features counted (the photos themselves are not parsed); a missing one reads as default.
+_COUNTED = {LABEL_KEY: -1, DEVICE_KEY: b"", LIGHTING_KEY: b"", LANE_KEY: -1}
+
+
+def _count_batches(files: Sequence[str]) -> Iterator[dict[str, list[str]]]:
+    """Batches of ``{feature: [first value as text, "" when missing]}`` for the counted features."""
+    import tensorflow as tf
+
+    spec = {key: tf.io.VarLenFeature(tf.int64 if isinstance(d, int) else tf.string) for key, d in _COUNTED.items()}
+
+    def first_values(records: tf.Tensor) -> dict[str, tf.Tensor]:
+        parsed = tf.io.parse_example(records, spec)
+        out = {}
+        for key, default in _COUNTED.items():
+            fill = tf.constant(default, dtype=spec[key].dtype)
+            dense = tf.sparse.to_dense(parsed[key], default_value=fill)
+            # One column of the default after the values: column 0 is the first value, or the default.
+            padded = tf.concat([dense, tf.fill([tf.shape(records)[0], 1], fill)], axis=1)
+            out[key] = padded[:, 0]
+        return out
+
+    for compression in ("GZIP", ""):
+        chosen = [f for f in files if f.endswith(".gz") == (compression == "GZIP")]
+        if not chosen:
+            continue
+        dataset = tf.data.TFRecordDataset(chosen, compression_type=compression, num_parallel_reads=tf.data.AUTOTUNE)
+        for batch in dataset.batch(1024).map(first_values).as_numpy_iterator():
+            texts = {}
+            for key, default in _COUNTED.items():
+                values = batch[key].tolist()
+                if isinstance(default, int):
+                    texts[key] = ["" if v == default else str(v) for v in values]
+                else:
+                    texts[key] = [v.decode("utf-8", "replace") for v in values]
+            yield texts
+
+
 def count_examples(examples_uri: str, splits: Iterable[str] = ("train", "validation", "eval")) -> dict[str, Any]:
     """Photos per split, and per class, device, lighting and lane (all splits together).
 
     Returns ``{"splits": {split: {class: n}}, "device_id": {device: {class: n}}, "lighting": {...},
-    "lane_id": {...}, "total": N}``; splits with no files are left out.
+    "lane_id": {...}, "total": N}``; splits with no files are left out. Only the small features are
+    parsed, in batches (the photos are skipped), so this stays a few seconds at 54,000 photos.
     """
-    import tensorflow as tf
-
     by_split: dict[str, collections.Counter] = {}
     groups: dict[str, dict[str, collections.Counter]] = {DEVICE_KEY: {}, LIGHTING_KEY: {}, LANE_KEY: {}}
     total = 0
@@ -90,13 +126,13 @@ def count_examples(examples_uri: str, splits: Iterable[str] = ("train", "validat
         if not files:
             continue
         counter = by_split.setdefault(split, collections.Counter())
-        for _, _, record in _records(files):
-            example = tf.train.Example.FromString(record)
-            label = _label_name(_feature(example, LABEL_KEY))
-            counter[label] += 1
-            total += 1
-            for key, group in groups.items():
-                group.setdefault(_feature(example, key) or "(missing)", collections.Counter())[label] += 1
+        for batch in _count_batches(files):
+            for i, raw_label in enumerate(batch[LABEL_KEY]):
+                label = _label_name(raw_label)
+                counter[label] += 1
+                total += 1
+                for key, group in groups.items():
+                    group.setdefault(batch[key][i] or "(missing)", collections.Counter())[label] += 1
     result: dict[str, Any] = {"splits": {s: dict(c) for s, c in by_split.items()}, "total": total}
     for key, group in groups.items():
         result[key] = {k: dict(v) for k, v in sorted(group.items(), key=lambda kv: _natural(kv[0]))}
