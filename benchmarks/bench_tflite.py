@@ -127,17 +127,18 @@ def main(args: argparse.Namespace) -> str:
     demo = _find_demo(os.path.join(getattr(args, "work_dir", "runs/bench"), "pipeline")) or _find_demo(DEMO_HOME)
     if demo:
         saved_model, examples_uri, how = demo
-        train, _ = tc.load_images(os.path.join(examples_uri, "Split-train"), limit=2000)
+        # Calibration photos as the pusher picks them: a uniform sample of the whole train split.
+        representative = tc.sample_split(os.path.join(examples_uri, "Split-train"), 200)
         eval_images, eval_labels = tc.load_images(os.path.join(examples_uri, "Split-eval"))
         source = f"demo run: {how}: `{saved_model}`; eval split `{examples_uri}` ({len(eval_images)} images)"
     else:
         saved_model, train, eval_images, eval_labels = _stand_in(work_dir)
+        representative = train[:200]
         source = (
             f"**stand-in**: no demo run under `{DEMO_HOME}`; MobileNetV3Small (weights=None, 1 epoch on random "
             f"images) and {len(eval_images)} random eval images. Size and latency are representative; "
             "agreement and recall are not"
         )
-    representative = tc.sample_images(train, 200)
     reference = tc.saved_model_predict(saved_model, eval_images)
     sm_recall = tc.per_class_recall(eval_labels, reference)
 

@@ -26,6 +26,12 @@ def _available() -> list[str]:
     )
 
 
+def _stamped(section: str, stamp: str) -> str:
+    """``section`` with ``stamp`` as its first line after the heading (kept when a later run skips it)."""
+    heading, _, body = section.partition("\n")
+    return f"{heading}\n\n{stamp}\n{body}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen benchmarks and write ``--out``."""
     argv = sys.argv[1:] if argv is None else argv
@@ -38,16 +44,18 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(args.work_dir, exist_ok=True)
     names = args.only or _available()
     sections = []
+    command = shlex.join(["python", "-m", "benchmarks.run", *argv])
     for name in names:
         print(f">> benchmark {name}", flush=True)
         module = importlib.import_module(f"benchmarks.bench_{name}")
-        section = module.main(args)
+        started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        section = _stamped(module.main(args), f"_Measured {started} by `{command}`._")
         print(section, flush=True)
         sections.append(section)
     header = [
         "# Benchmark results",
         "",
-        f"- command: `{shlex.join(['python', '-m', 'benchmarks.run', *argv])}` (via `make bench`)",
+        f"- command: `{command}` (via `make bench`); each section names the run that measured it",
         f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
         f"- machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "",
