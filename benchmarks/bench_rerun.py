@@ -32,6 +32,8 @@ import subprocess
 import sys
 import time
 
+from benchmarks.common import contention_note, standalone
+
 COUNT, SEED, EPOCHS = 1800, 7, 3
 # The demo config with the gate relaxed: the benchmark needs the first run to publish a
 # version whatever 3 epochs on 1,800 photos reach; the figures measured are the re-runs.
@@ -111,7 +113,6 @@ def main(args: argparse.Namespace) -> str:
         command = shlex.join(["shelf-audit", *m["cmd"][len(cli) :]])
         return f"| {name} | `{command}` | {m['wall']:.1f} | {m['rss_mb']:,.0f} | {m['load']:.1f} | {what} |"
 
-    shared = max(first["load"], before["load"], after["load"]) > 1.0
     lines = [
         "## rerun",
         "",
@@ -134,16 +135,10 @@ def main(args: argparse.Namespace) -> str:
         "The remaining time is Python importing TFX, TensorFlow and the pipeline module "
         "(`pipeline/pipeline.py`) to compute the digest.",
     ]
-    if shared:
-        lines.append(
-            "The load average before a run includes the tail of this benchmark's previous run; above 1 on 2 cores "
-            "the machine may also have been shared with other jobs, and the figures include their contention."
-        )
+    lines += contention_note([first["load"], before["load"], after["load"]])
     lines.append("")
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work-dir", default="runs/bench")
-    print(main(parser.parse_args(sys.argv[1:])))
+    standalone(main, __doc__.splitlines()[0])

@@ -35,6 +35,8 @@ from typing import Any
 import psutil
 import tomli
 
+from benchmarks.common import contention_note, standalone
+
 SIZES = (6000, 18000, 54000)
 SEED, EPOCHS = 7, 2
 DEMO_CONFIG = "configs/demo.toml"
@@ -359,16 +361,10 @@ def main(args: argparse.Namespace) -> str:
         "is per eval photo (TFLite conversion of each variant, int8 calibrated on train photos, then verification "
         "of each variant on the eval split).",
     ]
-    if max(r.load for r in runs) > 1.0:
-        lines.append(
-            "The load average before a run includes the tail of this benchmark's previous run; above 1 the machine "
-            "may also have been shared with other jobs, and the figures include their contention."
-        )
+    lines += contention_note(r.load for r in runs)
     lines.append("")
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work-dir", default="runs/bench")
-    print(main(parser.parse_args(sys.argv[1:])))
+    standalone(main, __doc__.splitlines()[0])
