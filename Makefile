@@ -71,7 +71,7 @@ lint: $(STAMP) ## Lint with ruff
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: demo-data ## Run the benchmarks (demo pipeline, synth, TFLite); figures go to benchmarks/results.md
+bench: demo-data ## Run the benchmarks (demo pipeline, scaling to 54,000 photos, Trainer trials, TFLite, synth, re-run; about 1 h 15 min on 2 cores); figures go to benchmarks/results.md
 	$(VENV)/bin/python -m benchmarks.run --out benchmarks/results.md
 
 wheel: $(STAMP) ## Build the project wheel into dist/ (what the image installs)
