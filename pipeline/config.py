@@ -293,6 +293,8 @@ def validate(config: PipelineConfig) -> None:
         raise _fail("training.cache", t.cache, f"must be one of {', '.join(map(repr, CACHE_CHOICES))}")
     if t.cache_memory_limit_mb < 0:
         raise _fail("training.cache_memory_limit_mb", t.cache_memory_limit_mb, "must be >= 0")
+    if "://" in t.cache_dir:
+        raise _fail("training.cache_dir", t.cache_dir, "must be a folder on the Trainer's local disk (no URL)")
     _check_label_map("training.class_weights", t.class_weights, complete=True, lo=0.0, hi=100.0)
     if sum(t.class_weights.values()) <= 0:
         raise _fail("training.class_weights", dict(t.class_weights), "must not all be 0")

@@ -66,7 +66,7 @@ def count_records(file_patterns: list[str]) -> int:
 AUTO, MEMORY, DISK, NONE = CACHE_CHOICES
 
 
-def cache_plan(choice: str, images: int, image_size: int, limit_mb: int) -> str:
+def cache_plan(choice: str, images: int, image_size: int, limit_mb: float) -> str:
     """Where ``images`` decoded uint8 images go: ``memory``, ``disk`` or ``none``.
 
     ``auto`` keeps them in memory while they fit in ``limit_mb`` (``size * size``
@@ -204,8 +204,12 @@ def _cache_targets(
         return config.cache, config.cache
     counts = {"train": count_records(train_files), "validation": count_records(eval_files)}
     targets = {}
+    # One memory budget for both splits: the train split first, the validation split in what is left.
+    budget_mb = float(config.cache_memory_limit_mb)
     for split, n in counts.items():
-        where = cache_plan(config.cache, n, config.image_size, config.cache_memory_limit_mb)
+        where = cache_plan(config.cache, n, config.image_size, budget_mb)
+        if where == MEMORY:
+            budget_mb -= n * config.image_size**2 / 2**20
         if where == DISK and split == "validation" and config.eval_steps is not None:
             # Keras stops a capped validation pass part-way, which leaves a file cache unfinished.
             where = NONE

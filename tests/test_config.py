@@ -110,6 +110,9 @@ def _delete(raw: dict, dotted: str) -> None:
     ("key", "value", "expected"),
     [
         ("training.batch_size", 0, ["training.batch_size must be >= 1", "Received training.batch_size=0"]),
+        ("training.cache", "ram", ["training.cache must be one of 'auto', 'memory', 'disk', 'none'", "cache='ram'"]),
+        ("training.cache_memory_limit_mb", -1, ["training.cache_memory_limit_mb must be >= 0"]),
+        ("training.cache_dir", "gs://b/cache", ["training.cache_dir must be a folder on the Trainer's local disk"]),
         ("training.epochs", -2, ["training.epochs", "training.epochs=-2"]),
         ("training.epochs", "12", ["training.epochs must be an integer", "training.epochs='12'"]),
         ("training.learning_rate", True, ["training.learning_rate must be a number", "=True"]),

@@ -248,6 +248,16 @@ def test_cache_targets_follow_the_limit_and_clean_up(transformed, tmp_path, capl
     assert "train split: 16 images (0 MB decoded), cache: " in caplog.text
 
 
+def test_both_splits_share_one_memory_budget(transformed, tmp_path):
+    import contextlib
+
+    # 64 images of 128x128 are 1 MiB each split: a 1 MiB budget holds the train split, not the validation split too.
+    config = TrainingConfig(cache_memory_limit_mb=1, cache_dir=str(tmp_path))
+    with contextlib.ExitStack() as stack, mock.patch.object(trainer, "count_records", return_value=64):
+        train, validation = trainer._cache_targets(config, transformed.train_files, transformed.eval_files, stack)
+        assert train == "memory" and validation.endswith("validation")
+
+
 def test_capped_validation_is_not_cached_on_disk(transformed):
     import contextlib
 
