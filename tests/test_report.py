@@ -408,23 +408,24 @@ def test_inputs_from_stages_maps_outputs_and_the_push_reason():
         report_inputs.inputs_from_stages(stages[:5], "run-1", "demo")
 
 
+def _pusher_run(tmp_path, run_id: str, pushed: int, page: str) -> types.SimpleNamespace:
+    """A run summary whose only stage is a pusher that kept ``page`` as its report.html copy."""
+    folder = tmp_path / "pushed"
+    folder.mkdir()
+    (folder / "report.html").write_text(page)
+    stages = [Stage("TFLitePusher", "COMPLETE", 0, {"pushed_model": [_artifact(str(folder), pushed=pushed)]})]
+    return types.SimpleNamespace(stages=stages, run_id=run_id)
+
+
 def test_run_report_copies_the_page_the_pusher_published(tmp_path):
-    pushed = tmp_path / "pushed"
-    pushed.mkdir()
-    (pushed / "report.html").write_text("<html>published page</html>")
-    stages = [Stage("TFLitePusher", "COMPLETE", 0, {"pushed_model": [_artifact(str(pushed), pushed=1)]})]
-    summary = types.SimpleNamespace(stages=stages, run_id="run-7")
+    summary = _pusher_run(tmp_path, "run-7", pushed=1, page="<html>published page</html>")
     path = report_inputs.write_run_report(summary, str(tmp_path / "home"), "demo")
     assert path == report_inputs.report_path(str(tmp_path / "home"), "run-7")
     assert Path(path).read_text() == "<html>published page</html>"
 
 
 def test_run_report_is_built_when_nothing_was_published(tmp_path):
-    pushed = tmp_path / "pushed"
-    pushed.mkdir()
-    (pushed / "report.html").write_text("a page from a version that was not published")
-    stages = [Stage("TFLitePusher", "COMPLETE", 0, {"pushed_model": [_artifact(str(pushed), pushed=0)]})]
-    summary = types.SimpleNamespace(stages=stages, run_id="run-8")
+    summary = _pusher_run(tmp_path, "run-8", pushed=0, page="a page from a version that was not published")
     # Not published: the page is built from the run's artifacts (here there is no evaluation, so it fails).
     with pytest.raises(report_inputs.RunNotFound, match="no Evaluator output"):
         report_inputs.write_run_report(summary, str(tmp_path / "home"), "demo")
