@@ -157,7 +157,7 @@ class ImageChecker:
                 (tf.constant(present, tf.int64), tf.constant([encoded[i] for i in present], tf.string))
             )
             dataset = dataset.map(
-                lambda i, data: (i, tf.shape(tf.io.decode_image(data, channels=1, expand_animations=False))),
+                lambda i, data: (i, self._decoded_shape(data)),
                 num_parallel_calls=tf.data.AUTOTUNE,
             ).ignore_errors()
             shapes = {int(i): shape for i, shape in dataset.as_numpy_iterator()}
