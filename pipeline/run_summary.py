@@ -7,8 +7,6 @@ tests, so the summary shows exactly what the tests assert on.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
 import shlex
 import sys
@@ -22,11 +20,10 @@ from tfx.orchestration import metadata
 from components import bad_records, split_stats
 from components.drift import DriftReport, read_report
 from components.example_gen import SPANS_PROPERTY
+from components.report.tfma_reader import GateRow, load_evaluation
 from components.spans import format_spans
-from pipeline.eval_config import WEIGHTED_RECALL, class_recall_name
 from pipeline.lineage import custom_property
 from pipeline.metadata_store import PIPELINE_RUN_CONTEXT, run_pipeline_root
-from shelf_data.contract import LABELS
 
 # Slices smaller than this are too noisy to call "worst"; they stay in the TFMA output.
 MIN_SLICE_EXAMPLES = 30
@@ -43,17 +40,6 @@ class Stage:
     outputs: dict[str, list[metadata_store_pb2.Artifact]]
     execution_id: int = 0  # the ML Metadata execution
     started: float = 0.0  # when the execution was created, epoch seconds
-
-
-@dataclasses.dataclass(frozen=True)
-class GateRow:
-    """One gate metric on the overall slice."""
-
-    metric: str
-    value: float
-    threshold: str
-    passed: bool
-    baseline_delta: float | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,68 +164,16 @@ def read_stages(
     return run.name, stages
 
 
-def _bound(threshold: Any) -> str:
-    parts = []
-    if threshold.value_threshold.HasField("lower_bound"):
-        parts.append(f">= {threshold.value_threshold.lower_bound.value:.3f}")
-    if threshold.HasField("change_threshold"):
-        parts.append(f"drop <= {-threshold.change_threshold.absolute.value:.3f}")
-    return ", ".join(parts)
-
-
 def read_gate(
-    evaluation_uri: str, eval_config: tfma.EvalConfig
+    evaluation_uri: str, eval_config: tfma.EvalConfig | None = None
 ) -> tuple[list[GateRow], list[tuple[str, float, float]], list[str]]:
-    """Gate rows on the overall slice, the worst slices by weighted recall, and validation failures."""
-    thresholds: dict[str, Any] = {}
-    for spec in eval_config.metrics_specs:
-        for m in spec.metrics:
-            for pst in m.per_slice_thresholds:
-                thresholds[json.loads("{" + m.config + "}")["name"]] = pst.threshold
-    overall: dict[str, float] = {}
-    baseline_delta: dict[str, float] = {}
-    slices: list[tuple[str, float, float]] = []
-    for metrics_for_slice in tfma.load_metrics(evaluation_uri):
-        slice_key = tfma.slicer.deserialize_slice_key(metrics_for_slice.slice_key)
-        values: dict[str, float] = {}
-        for kv in metrics_for_slice.metric_keys_and_values:
-            if kv.key.model_name == "baseline" or not kv.value.HasField("double_value"):
-                continue
-            if kv.key.is_diff:
-                if slice_key == ():
-                    baseline_delta[kv.key.name] = kv.value.double_value.value
-                continue
-            values[kv.key.name] = kv.value.double_value.value
-        if slice_key == ():
-            overall = values
-        elif (
-            WEIGHTED_RECALL in values
-            and not math.isnan(values[WEIGHTED_RECALL])
-            and values.get("example_count", 0) >= MIN_SLICE_EXAMPLES
-        ):
-            label = ", ".join(f"{k}={v}" for k, v in slice_key)
-            slices.append((label, values[WEIGHTED_RECALL], values.get("example_count", float("nan"))))
-    validation = tfma.load_validation_result(evaluation_uri)
-    failed = {f.metric_key.name for s in validation.metric_validations_per_slice for f in s.failures}
-    failures = [
-        f"{f.metric_key.name}{' (vs baseline)' if f.metric_key.is_diff else ''}: "
-        f"{f.metric_value.double_value.value:.4f} ({f.message or 'threshold not met'})"
-        for s in validation.metric_validations_per_slice
-        for f in s.failures
-    ]
-    names = [WEIGHTED_RECALL] + [class_recall_name(label) for label in LABELS] + ["accuracy", "example_count"]
-    rows = [
-        GateRow(
-            metric=name,
-            value=overall.get(name, float("nan")),
-            threshold=_bound(thresholds[name]) if name in thresholds else "",
-            passed=name not in failed and not math.isnan(overall.get(name, float("nan"))),  # NaN never passes
-            baseline_delta=baseline_delta.get(name),
-        )
-        for name in names
-        if name in overall
-    ]
-    return rows, sorted(slices, key=lambda s: s[1])[:5], failures
+    """Gate rows on the overall slice, the worst slices by weighted recall, and validation failures.
+
+    Read with the report's TFMA reader (:mod:`components.report.tfma_reader`), without the plots;
+    ``eval_config`` (the gate's) names the thresholds, else the one TFMA saved with its output.
+    """
+    view = load_evaluation(evaluation_uri, plots=False, eval_config=eval_config)
+    return view.gate_rows(), view.worst_slices(MIN_SLICE_EXAMPLES), list(view.failures)
 
 
 def summarize(
@@ -329,7 +263,7 @@ def format_summary(summary: RunSummary) -> str:
     if summary.gate:
         lines += ["", "gate (overall slice)      value   threshold                    pass  vs baseline"]
         for r in summary.gate:
-            delta = "" if r.baseline_delta is None else f"{r.baseline_delta:+.4f}"
+            delta = "" if r.delta is None else f"{r.delta:+.4f}"
             value = f"{r.value:.0f}" if r.metric == "example_count" else f"{r.value:.4f}"
             mark = "yes" if r.passed else "NO"
             lines.append(f"  {r.metric:<22}{value:>8}   {r.threshold:<29}{mark:<6}{delta}")

@@ -362,12 +362,56 @@ class EvaluationView:
                     lo=m.lo,
                     hi=m.hi,
                     threshold=thresholds.get(name, ""),
-                    passed=name not in failed,
+                    passed=name not in failed and not math.isnan(m.value),  # NaN never passes
                     baseline=base.value if base else None,
                     delta=delta,
                 )
             )
         return rows
+
+    def gate_metrics(self) -> dict[str, Any]:
+        """The overall slice for the release manifest: ``{"source", "overall", "per_class", "diff"}``.
+
+        ``per_class`` holds each class's metrics (``recall``, and ``diff:recall`` with a
+        baseline); ``overall`` the other candidate metrics; ``diff`` their candidate-minus-
+        baseline values. NaN and infinities become None (JSON has neither).
+        """
+        overall: dict[str, float | None] = {}
+        per_class: dict[str, dict[str, float | None]] = {}
+        diff: dict[str, float | None] = {}
+
+        def put(name: str, value: float, is_diff: bool) -> None:
+            metric, _, label = name.rpartition("/")
+            if metric and label in self.labels:
+                per_class.setdefault(label, {})[("diff:" if is_diff else "") + metric] = _finite(value)
+            else:
+                (diff if is_diff else overall)[name] = _finite(value)
+
+        for name, metric in self.metrics().items():
+            put(name, metric.value, False)
+        for name, value in self._diffs.get((OVERALL, ""), {}).items():
+            put(name, value, True)
+        return {"source": self.uri, "overall": overall, "per_class": per_class, "diff": diff}
+
+    def worst_slices(self, min_examples: int, count: int = 5) -> list[tuple[str, float, float]]:
+        """The ``count`` slices with the lowest weighted recall among those of ``min_examples`` photos or more.
+
+        Each entry is ``("feature=value", weighted recall, example count)``, the label shown as its class name.
+        """
+        found = []
+        for feature, value in self.slices():
+            if feature == OVERALL:
+                continue
+            values = self.metrics(feature, value)
+            recall, examples = values.get(WEIGHTED_RECALL), values.get(EXAMPLE_COUNT)
+            if recall is None or math.isnan(recall.value) or examples is None or examples.value < min_examples:
+                continue
+            found.append((f"{feature}={display_value(feature, value)}", recall.value, examples.value))
+        return sorted(found, key=lambda s: s[1])[:count]
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) or math.isinf(value) else float(value)
 
 
 def _sort_key(value: str) -> tuple[int, float, str]:
@@ -377,8 +421,13 @@ def _sort_key(value: str) -> tuple[int, float, str]:
         return (1, 0.0, value)
 
 
-def load_evaluation(evaluation_uri: str, labels: Sequence[str] = LABELS) -> EvaluationView:
+def load_evaluation(
+    evaluation_uri: str, labels: Sequence[str] = LABELS, plots: bool = True, eval_config: Any = None
+) -> EvaluationView:
     """Read a TFMA output folder (the Evaluator's ``evaluation`` artifact) into an :class:`EvaluationView`.
+
+    ``plots=False`` skips the confusion matrices (the run summary and the manifest need only
+    metrics and validation); ``eval_config`` overrides the one TFMA saved in the folder.
 
     Raises:
         FileNotFoundError: the folder holds no TFMA metrics (the message names it).
@@ -389,16 +438,16 @@ def load_evaluation(evaluation_uri: str, labels: Sequence[str] = LABELS) -> Eval
     if not tf.io.gfile.glob(os.path.join(evaluation_uri, "metrics*")):
         raise FileNotFoundError(f"no TFMA metrics in {evaluation_uri} (not an Evaluator output, or it did not finish)")
     metrics = list(tfma.load_metrics(evaluation_uri))
-    plots = list(tfma.load_plots(evaluation_uri)) if tf.io.gfile.glob(os.path.join(evaluation_uri, "plots*")) else []
+    found_plots = plots and tf.io.gfile.glob(os.path.join(evaluation_uri, "plots*"))
+    plot_protos = list(tfma.load_plots(evaluation_uri)) if found_plots else []
     validation = None
     if tf.io.gfile.glob(os.path.join(evaluation_uri, "validations*")):
         validation = tfma.load_validation_result(evaluation_uri)
-    eval_config = None
-    if tf.io.gfile.exists(os.path.join(evaluation_uri, "eval_config.json")):
+    if eval_config is None and tf.io.gfile.exists(os.path.join(evaluation_uri, "eval_config.json")):
         from tensorflow_model_analysis.writers import eval_config_writer
 
         eval_config = eval_config_writer.load_eval_run(evaluation_uri)[0]
-    return EvaluationView(metrics, plots, validation, eval_config, labels=labels, uri=evaluation_uri)
+    return EvaluationView(metrics, plot_protos, validation, eval_config, labels=labels, uri=evaluation_uri)
 
 
 def by_slice(table: pd.DataFrame, model: str = CANDIDATE) -> Mapping[SliceId, Mapping[str, Any]]:
