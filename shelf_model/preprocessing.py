@@ -12,12 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 import tensorflow as tf
-import tensorflow_transform as tft
 
 from shelf_data import contract
 from shelf_model import features
 
 DEFAULT_IMAGE_SIZE = 128
+
+# ITU-R BT.601 luma weights (R, G, B): what a JPEG decoder returns as gray (the Y channel).
+# The Tasks variant applies them inside the model to RGB input; the manifest's contract names them.
+GRAY_COEFFICIENTS: tuple[float, float, float] = (0.299, 0.587, 0.114)
 
 
 def decode_and_resize(encoded: tf.Tensor, image_size: int = DEFAULT_IMAGE_SIZE) -> tf.Tensor:
@@ -28,6 +31,61 @@ def decode_and_resize(encoded: tf.Tensor, image_size: int = DEFAULT_IMAGE_SIZE) 
     image = tf.io.decode_image(encoded, channels=1, expand_animations=False)
     image = tf.image.resize(tf.cast(image, tf.float32), [image_size, image_size], antialias=True)
     return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
+def camera_frame_input(
+    encoded: bytes | tf.Tensor, channels: int = 1, image_size: int = DEFAULT_IMAGE_SIZE
+) -> tf.Tensor:
+    """What a model's input gets from one camera frame (JPEG/PNG bytes), per the preprocessing contract.
+
+    ``channels=1`` is exactly Transform's :func:`decode_and_resize` (the gray variants);
+    ``channels=3`` is the RGB frame resized the same way (bilinear, antialias, stretched,
+    rounded to uint8) for the Tasks variant, which converts to gray inside the model.
+    Returns uint8 ``[size, size, channels]``.
+    """
+    if channels == 1:
+        return decode_and_resize(encoded, image_size)
+    if channels != 3:
+        raise ValueError(f"channels must be 1 (gray) or 3 (RGB). Received channels={channels}")
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image = tf.image.resize(tf.cast(image, tf.float32), [image_size, image_size], antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
+def preprocessing_contract(image_size: int = DEFAULT_IMAGE_SIZE) -> dict[str, Any]:
+    """How a camera frame becomes model input, exactly as Transform does it: the manifest's ``preprocessing``.
+
+    An app that follows it feeds the model what it saw in training; the camera goldens
+    (``golden/camera.json``) let the app test its whole path against it.
+    """
+    r, g, b = GRAY_COEFFICIENTS
+    return {
+        "decode": "JPEG or PNG to 8 bits per channel; EXIF orientation NOT applied; alpha dropped, not composited",
+        "gray": {
+            "coefficients": {"r": r, "g": g, "b": b},
+            "standard": "ITU-R BT.601 luma",
+            "how": f"gray = {r} R + {g} G + {b} B, rounded to an integer 0..255 (a JPEG decoder's Y channel)",
+            "jpeg": "a JPEG's gray is its Y channel; converting the decoded RGB with these weights gives the same "
+            "value within 1 level, except a few levels where R, G or B clip at 0 or 255 (saturated colours)",
+            "order": "gray first, then resize; resizing the RGB frame first and converting after differs by "
+            "at most 1-2 levels (rounding)",
+            "tasks_variant": "takes RGB: the conversion (with rounding) is inside the model",
+        },
+        "resize": {
+            "size": [image_size, image_size],
+            "method": "bilinear",
+            "antialias": True,
+            "aspect": "stretch: the whole frame is scaled to a square; no crop, no padding",
+            "reference": "tf.image.resize(float32 image, size, method='bilinear', antialias=True)",
+        },
+        "value": {
+            "range": [0, 255],
+            "rounding": "round half to even, clip to 0..255",
+            "dtype": "uint8 input for the int8 and tasks variants; float32 holding 0..255 for fp32, fp16, dynamic",
+            "normalisation": "none in the app: the model rescales inside",
+        },
+        "layout": "NHWC, batch 1",
+    }
 
 
 def serialize_pixels(images: tf.Tensor) -> tf.Tensor:
@@ -54,6 +112,8 @@ def parse_pixels_batch(serialized: tf.Tensor, image_size: int = DEFAULT_IMAGE_SI
 def _dense(x: Any, default: Any) -> tf.Tensor:
     """A required feature ([batch, 1] dense) or an optional one (sparse) as [batch]."""
     if isinstance(x, tf.SparseTensor):
+        import tensorflow_transform as tft  # here: the camera-frame helpers above must stay light to import
+
         x = tft.sparse_tensor_to_dense_with_shape(x, [None, 1], default_value=default)
     return tf.reshape(x, [-1])
 

@@ -187,3 +187,56 @@ def test_preprocessing_fn_without_lighting_column(raw_images):
 def test_preprocessing_fn_image_size_from_custom_config(raw_images):
     out = pp.preprocessing_fn(_inputs(raw_images), custom_config={"image_size": 64})
     assert pp.parse_pixels_batch(out[features.PIXELS_KEY], 64).shape == (3, 64, 64, 1)
+
+
+# --- the preprocessing contract the manifest publishes -----------------------------
+
+
+def _follow_the_contract(data: bytes, contract_: dict, rgb_first: bool = False) -> np.ndarray:
+    """An app's path written from the contract's words alone: decode RGB (PIL), gray by its coefficients, resize."""
+    rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float32)
+    weights = np.array([contract_["gray"]["coefficients"][c] for c in "rgb"], dtype=np.float32)
+    size = contract_["resize"]["size"]
+    assert contract_["resize"] == {**contract_["resize"], "method": "bilinear", "antialias": True}
+
+    def resize(image: np.ndarray) -> np.ndarray:
+        return tf.image.resize(image, size, method="bilinear", antialias=True).numpy()
+
+    if rgb_first:  # the Tasks variant's order: the app resizes RGB, the model converts
+        resized = np.clip(np.round(resize(rgb)), 0, 255)
+        return np.clip(np.round(resized @ weights), 0, 255)[..., None]
+    gray = np.clip(np.round(rgb @ weights), 0, 255)[..., None]
+    return np.clip(np.round(resize(gray)), 0, 255)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+@pytest.mark.parametrize("frame_size", [(320, 240), (96, 200)])
+def test_the_published_contract_reproduces_transform(make_image, fmt, frame_size):
+    contract_ = pp.preprocessing_contract(SIZE)
+    assert tuple(contract_["gray"]["coefficients"].values()) == pp.GRAY_COEFFICIENTS
+    assert contract_["resize"]["size"] == [SIZE, SIZE] and contract_["value"]["range"] == [0, 255]
+    data = make_image("RGB", frame_size, fmt, seed=3)
+    transform = _decode(data).astype(np.int16)
+    for rgb_first in (False, True):
+        diff = np.abs(_follow_the_contract(data, contract_, rgb_first=rgb_first).astype(np.int16) - transform)
+        # Rounding only (the decoder's fixed-point luma, rounding after each of two linear steps) ...
+        assert np.mean(diff <= 1) >= 0.97 and diff.mean() < 0.6, (fmt, frame_size, rgb_first)
+        if fmt == "PNG":
+            assert diff.max() <= 2, (frame_size, rgb_first)
+        # ... except that a JPEG's gray is its Y channel, which decoded RGB reproduces except where
+        # R, G or B clip at 0 or 255 (saturated colours: the contract says so): a few levels there.
+        assert diff.max() <= 6, (fmt, frame_size, rgb_first)
+
+
+def test_camera_frame_input_gray_is_transform_and_rgb_is_the_resized_frame(make_image):
+    data = make_image("RGB", (300, 200), "JPEG", seed=4)
+    gray = pp.camera_frame_input(data, 1).numpy()
+    np.testing.assert_array_equal(gray, _decode(data))
+    rgb = pp.camera_frame_input(data, 3).numpy()
+    assert rgb.shape == (SIZE, SIZE, 3) and rgb.dtype == np.uint8
+    # A colour frame: the channels differ, and their BT.601 gray is Transform's gray within a level.
+    assert np.abs(rgb[..., 0].astype(int) - rgb[..., 2]).max() > 5
+    luma = np.round(rgb.astype(np.float32) @ np.array(pp.GRAY_COEFFICIENTS, np.float32))[..., None]
+    assert np.mean(np.abs(luma - gray) <= 1) >= 0.97
+    with pytest.raises(ValueError, match="channels must be 1"):
+        pp.camera_frame_input(data, 4)
