@@ -10,6 +10,12 @@ PY        := $(VENV)/bin/python
 UV        := $(VENV)/bin/uv
 STAMP     := $(VENV)/.installed
 LOCK      := requirements.lock
+# MediaPipe Tasks (the `mediapipe` test tier) cannot share the main lock (protobuf 3 here, 4 there):
+# its own environment from its own hashed lock, built on first use with .venv's uv.
+MP_VENV   := .venv-mediapipe
+MP_PY     := $(MP_VENV)/bin/python
+MP_STAMP  := $(MP_VENV)/.installed
+MP_LOCK   := requirements-mediapipe.lock
 UV_VERSION := 0.13.9
 DEMO_DATA := data/demo
 DEMO_HOME := runs/demo
@@ -17,7 +23,8 @@ DEMO_HOME := runs/demo
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help env lock run test test-fast lint bench demo-data wheel image compile clean
+.PHONY: help env lock run test test-fast lint bench demo-data wheel image compile clean \
+  env-mediapipe .venv-mediapipe lock-mediapipe
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,6 +52,29 @@ lock: ## Recompile requirements.lock from pyproject.toml (Python 3.10, x86_64 Li
 	  --python-platform x86_64-unknown-linux-gnu --generate-hashes \
 	  --no-emit-package shelf-audit --custom-compile-command "make lock" -o $(LOCK)
 
+$(MP_STAMP): $(MP_LOCK) | $(STAMP)
+	@set -e; \
+	if [ ! -x $(MP_PY) ] || ! $(MP_PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then \
+	  PY310="$$(scripts/find_python310.sh)"; \
+	  echo ">> creating $(MP_VENV) with $$PY310"; \
+	  rm -rf $(MP_VENV); "$$PY310" -m venv --without-pip $(MP_VENV); \
+	fi; \
+	start=$$(date +%s); \
+	echo ">> syncing $(MP_VENV) with $(MP_LOCK)"; \
+	VIRTUAL_ENV=$(MP_VENV) $(UV) pip sync --quiet --require-hashes --compile-bytecode $(MP_LOCK); \
+	touch $(MP_STAMP); \
+	echo ">> $(MP_VENV) ready in $$(( $$(date +%s) - start ))s"
+
+env-mediapipe: $(MP_STAMP) ## Create or refresh .venv-mediapipe (MediaPipe Tasks, for the mediapipe tier) from its lock
+
+.venv-mediapipe: $(MP_STAMP)
+
+lock-mediapipe: ## Recompile requirements-mediapipe.lock from requirements-mediapipe.in (Python 3.10, x86_64 Linux)
+	@[ -x $(UV) ] || { PY310="$$(scripts/find_python310.sh)"; "$$PY310" -m venv $(VENV); $(PY) -m pip install --quiet "uv==$(UV_VERSION)"; }
+	$(UV) pip compile requirements-mediapipe.in --python-version 3.10 \
+	  --python-platform x86_64-unknown-linux-gnu --generate-hashes --no-emit-package opencv-contrib-python \
+	  --custom-compile-command "make lock-mediapipe" -o $(MP_LOCK)
+
 demo-data: $(STAMP) ## Make the synthetic demo photos if missing
 	@if ls $(DEMO_DATA)/span-*/*.tfrecord.gz >/dev/null 2>&1; then \
 	  echo ">> demo data present in $(DEMO_DATA)"; \
@@ -59,13 +89,13 @@ run: demo-data ## Run the whole pipeline locally on the demo data
 # (module-scoped fixtures such as the tiny pipeline runs are built once).
 PYTEST := $(VENV)/bin/python -m pytest -n 2 --dist loadscope
 
-test: $(STAMP) ## Lint, then every test tier (unit, component, e2e, kfp, mysql, notebook, browser), as CI runs them
+test: $(STAMP) $(MP_STAMP) ## Lint, then every test tier (unit, component, e2e, kfp, mysql, notebook, browser, mediapipe), as CI runs them
 	$(VENV)/bin/ruff check .
 	$(PYTEST)
 
-test-fast: $(STAMP) ## Lint and the quick tiers only (skips e2e, kfp, mysql, notebook, browser), for iteration
+test-fast: $(STAMP) ## Lint and the quick tiers only (skips e2e, kfp, mysql, notebook, browser, mediapipe), for iteration
 	$(VENV)/bin/ruff check .
-	$(PYTEST) -m "not e2e and not kfp and not mysql and not notebook and not browser"
+	$(PYTEST) -m "not e2e and not kfp and not mysql and not notebook and not browser and not mediapipe"
 
 lint: $(STAMP) ## Lint with ruff
 	$(VENV)/bin/ruff check .

@@ -5,10 +5,14 @@ converter options and cannot make a true integer model. Every function here
 is a pure step the TFLite pusher composes (and the benchmark reuses):
 
 - :func:`convert` builds one variant (``fp32``, ``fp16``, ``dynamic``,
-  ``int8``) from the ``serving_image`` signature. ``serving_default`` parses
-  ``tf.Example`` protos and would need Flex ops, so it is never converted.
+  ``int8``, ``tasks``) from the ``serving_image`` signature. ``serving_default``
+  parses ``tf.Example`` protos and would need Flex ops, so it is never
+  converted. ``tasks`` (RGB uint8 input, gray conversion inside, TFLite
+  metadata for MediaPipe Tasks) is built by :mod:`components.tasks_variant`.
 - :func:`run_tflite` / :func:`measure_latency_ms` run a converted model the
-  way the handheld does (batch 1, raw 0..255 pixels).
+  way the handheld does (batch 1, raw 0..255 pixels). They take our gray
+  images for every variant: an RGB model gets the gray channel repeated
+  (its BT.601 gray of ``(g, g, g)`` is ``g``), so outputs stay comparable.
 - :func:`verify_variant` checks a variant against the SavedModel's outputs
   and the budgets and returns a frozen :class:`VariantReport`.
 - :func:`load_images` reads the Transform output examples (``pixels`` is a
@@ -57,6 +61,10 @@ QUANTIZATION: dict[str, str] = {
     "fp16": "float16 weights, float32 compute",
     "dynamic": "dynamic range (int8 weights, float activations)",
     "int8": "full integer (int8 weights and activations, uint8 input, float32 output)",
+    "tasks": (
+        "float16 weights, float32 compute, RGB uint8 input, gray conversion inside the model, "
+        "TFLite metadata for MediaPipe Tasks"
+    ),
 }
 
 
@@ -93,7 +101,8 @@ def convert(
 
     Args:
         saved_model_dir: SavedModel folder (the Model artifact's ``Format-Serving``).
-        variant: one of :data:`VARIANTS`.
+        variant: one of :data:`VARIANTS`. ``tasks`` is delegated to
+            :func:`components.tasks_variant.convert_tasks`.
         representative_images: uint8 or float images ``[N, 128, 128, 1]`` in
             0..255, required for ``int8`` (calibration), ignored otherwise.
         signature_key: the image signature; never ``serving_default``.
@@ -105,6 +114,11 @@ def convert(
         ValueError: unknown variant, or int8 without representative images.
     """
     _check_variant(variant)
+    if variant == "tasks":
+        # Imported here: only this variant needs tflite-support's metadata writer.
+        from components import tasks_variant
+
+        return tasks_variant.convert_tasks(saved_model_dir, labels=LABELS, signature_key=signature_key)
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[signature_key])
     if variant == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -154,6 +168,27 @@ def _quantize_input(images: np.ndarray, detail: Mapping[str, Any]) -> np.ndarray
     return np.asarray(images, dtype=dtype)
 
 
+def _model_input(images: np.ndarray, detail: Mapping[str, Any]) -> np.ndarray:
+    """Adapt images ``[N, h, w, 1]`` (or already ``[N, h, w, c]``) to the model's input channels and dtype.
+
+    Gray models take them as they are. An RGB model (the ``tasks`` variant)
+    gets the gray channel repeated to 3: its BT.601 gray of ``(g, g, g)`` is
+    ``0.299 g + 0.587 g + 0.114 g = g``, so its outputs match the gray
+    variants' on the same images. Then dtype and quantization as the model
+    wants them; an integer input without quantization parameters (raw uint8
+    pixels) gets whole values, rounded.
+    """
+    height, width, channels = (int(d) for d in detail["shape"][1:])
+    images = np.asarray(images)
+    if not (channels != 1 and images.ndim == 4 and images.shape[-1] == channels):
+        images = images.reshape((-1, height, width, 1))
+        if channels != 1:
+            images = np.repeat(images, channels, axis=-1)
+    if np.issubdtype(detail["dtype"], np.integer) and not detail["quantization"][0]:
+        images = np.round(np.asarray(images, dtype=np.float32))
+    return _quantize_input(images, detail)
+
+
 def _dequantize_output(values: np.ndarray, detail: Mapping[str, Any]) -> np.ndarray:
     if np.issubdtype(detail["dtype"], np.integer):
         scale, zero_point = detail["quantization"]
@@ -167,7 +202,9 @@ def run_tflite(model_bytes: bytes, images: np.ndarray, num_threads: int = 1) -> 
     Args:
         model_bytes: a model from :func:`convert`.
         images: ``[N, 128, 128, 1]`` pixels in 0..255 (any numeric dtype);
-            quantized inputs are scaled with the model's own scale/zero point.
+            quantized inputs are scaled with the model's own scale/zero point,
+            and an RGB model gets the gray channel repeated (or ``[N, 128, 128, 3]``
+            colour images as they are).
         num_threads: interpreter threads.
 
     Returns:
@@ -176,8 +213,7 @@ def run_tflite(model_bytes: bytes, images: np.ndarray, num_threads: int = 1) -> 
     interpreter = _interpreter(model_bytes, num_threads)
     input_detail = interpreter.get_input_details()[0]
     output_detail = interpreter.get_output_details()[0]
-    images = np.asarray(images).reshape((-1, *input_detail["shape"][1:]))
-    quantized = _quantize_input(images, input_detail)
+    quantized = _model_input(images, input_detail)
     outputs = []
     for image in quantized:
         interpreter.set_tensor(input_detail["index"], image[None])
@@ -206,7 +242,8 @@ def measure_latency_ms(model_bytes: bytes, num_threads: int = 1, repeats: int = 
     interpreter = _interpreter(model_bytes, num_threads)
     detail = interpreter.get_input_details()[0]
     rng = np.random.default_rng(0)
-    image = _quantize_input(rng.integers(0, 256, size=(1, *input_image_shape(model_bytes))), detail)
+    height, width, _ = input_image_shape(model_bytes)
+    image = _model_input(rng.integers(0, 256, size=(1, height, width, 1)), detail)
     interpreter.set_tensor(detail["index"], image)
     for _ in range(warmup):
         interpreter.invoke()

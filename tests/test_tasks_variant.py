@@ -1,0 +1,186 @@
+"""The `tasks` TFLite variant (RGB uint8 in, gray inside, metadata) on the tiny brightness classifier.
+
+The tiny model's classes follow the mean gray level m (0..1): ok below 0.25,
+misplaced between, damaged above 0.75 (tests/tflite_helpers.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tflite_helpers as helpers
+
+from components import tasks_variant as tv
+from components import tflite_convert as tc
+from components import variants
+from shelf_data.contract import LABELS
+from shelf_model.preprocessing import GRAY_COEFFICIENTS
+
+pytestmark = pytest.mark.component
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory) -> str:
+    return helpers.build_tiny_saved_model(str(tmp_path_factory.mktemp("tiny") / "Format-Serving"))
+
+
+@pytest.fixture(scope="module")
+def tasks_model(saved_model) -> bytes:
+    return tc.convert(saved_model, "tasks")
+
+
+@pytest.fixture(scope="module")
+def fp16_model(saved_model) -> bytes:
+    return tc.convert(saved_model, "fp16")
+
+
+def _run_rgb(model: bytes, rgb: np.ndarray) -> np.ndarray:
+    """Feed uint8 RGB frames straight to the interpreter, as MediaPipe does."""
+    interpreter = tf.lite.Interpreter(model_content=model)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    results = []
+    for frame in np.asarray(rgb, np.uint8):
+        interpreter.set_tensor(inp["index"], frame[None])
+        interpreter.invoke()
+        results.append(interpreter.get_tensor(out["index"])[0].copy())
+    return np.stack(results)
+
+
+def _colour_frames(count: int, seed: int) -> np.ndarray:
+    """RGB frames of every class: a per-frame tint plus per-pixel noise, channels differing."""
+    rng = np.random.default_rng(seed)
+    base = np.array([25, 128, 230])[np.arange(count) % 3].reshape(-1, 1, 1, 1)
+    tint = rng.integers(-40, 41, size=(count, 1, 1, 3))
+    noise = rng.integers(-20, 21, size=(count, 128, 128, 3))
+    return np.clip(base + tint + noise, 0, 255).astype(np.uint8)
+
+
+def test_variant_is_built_by_default_but_never_the_default_variant():
+    assert "tasks" in variants.VARIANTS and "tasks" in tc.VARIANTS
+    assert variants.DEFAULT_PARITY_TOLERANCES["tasks"] == variants.DEFAULT_PARITY_TOLERANCES["fp16"] == 1e-2
+    assert variants.DEFAULT_VARIANTS == ("fp16", "int8", "tasks") and variants.DEFAULT_VARIANT == "fp16"
+    assert "RGB uint8 input" in tc.QUANTIZATION["tasks"] and "MediaPipe" in tc.QUANTIZATION["tasks"]
+
+
+def test_input_is_rgb_uint8_and_output_float_probabilities(tasks_model):
+    io = tc.describe_io(tasks_model)
+    assert io["input"]["dtype"] == "uint8" and io["input"]["shape"] == [1, 128, 128, 3]
+    assert io["output"]["dtype"] == "float32" and io["output"]["shape"] == [1, 3]
+    assert tc.input_image_shape(tasks_model) == (128, 128, 3)
+    # Builtin ops only; the gray conversion is in the graph (cast, BT.601 weighted sum, round).
+    interpreter = tf.lite.Interpreter(
+        model_content=tasks_model,
+        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    interpreter.allocate_tensors()
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}  # TF 2.16 has no public op listing
+    assert not any(name.startswith("Flex") or name == "CUSTOM" for name in ops), ops
+    assert {"CAST", "ROUND", "CONV_2D"} <= ops, ops
+    # fp16 weights, dequantized to float32 for compute, like the fp16 variant.
+    assert "DEQUANTIZE" in ops and any(t["dtype"] == np.float16 for t in interpreter.get_tensor_details())
+
+
+def test_metadata_holds_labels_rgb_and_raw_pixel_normalisation(tasks_model, saved_model):
+    read = tv.read_metadata(tasks_model)
+    assert read["labels"] == list(LABELS)
+    assert read["associated_files"] == [tv.LABEL_FILE]
+    meta = read["metadata"]
+    assert meta["name"] == "Shelf audit classifier: ok / misplaced / damaged"
+    assert "gray" in meta["description"] and "inside the model" in meta["description"]
+    subgraph = meta["subgraph_metadata"][0]
+    (image,) = subgraph["input_tensor_metadata"]
+    assert image["content"]["content_properties_type"] == "ImageProperties"
+    assert image["content"]["content_properties"]["color_space"] == "RGB"
+    (normalisation,) = image["process_units"]
+    assert normalisation["options_type"] == "NormalizationOptions"
+    assert normalisation["options"] == {"mean": [0.0], "std": [1.0]}
+    assert image["stats"] == {"max": [255.0], "min": [0.0]}
+    (output,) = subgraph["output_tensor_metadata"]
+    assert output["name"] == "probabilities"
+    assert [(f["name"], f["type"]) for f in output["associated_files"]] == [(tv.LABEL_FILE, "TENSOR_AXIS_LABELS")]
+    # The gray variants carry no metadata.
+    assert tv.read_metadata(tc.convert(saved_model, "fp32")) == {"metadata": {}, "associated_files": [], "labels": []}
+
+
+def test_rgb_module_equals_saved_model_on_bt601_gray(saved_model):
+    frames = _colour_frames(6, seed=4)
+    module = tv.rgb_module(saved_model)
+    got = np.concatenate([module.serve(tf.constant(f[None]))["probabilities"].numpy() for f in frames])
+    expected = tc.saved_model_predict(saved_model, tv.gray_of_rgb(frames))
+    # Same graph in float32; only a pixel whose luma sits at x.5 may round the other way
+    # (summation order), one gray level on one of 16,384 pixels: ~1e-6.
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_rgb_frames_match_the_saved_model_on_their_gray(tasks_model, saved_model):
+    frames = _colour_frames(12, seed=5)
+    got = _run_rgb(tasks_model, frames)
+    expected = tc.saved_model_predict(saved_model, tv.gray_of_rgb(frames))
+    assert np.max(np.abs(got - expected)) <= 1e-2
+    assert (got.argmax(1) == expected.argmax(1)).all() and set(expected.argmax(1)) == {0, 1, 2}
+    # run_tflite passes colour frames through unchanged.
+    np.testing.assert_allclose(tc.run_tflite(tasks_model, frames), got, atol=1e-6)
+
+
+def test_gray_replicated_to_rgb_matches_the_gray_fp16_variant(tasks_model, fp16_model, saved_model):
+    images, _ = helpers.make_images(12, seed=6)
+    rgb = np.repeat(images, 3, axis=-1)
+    np.testing.assert_array_equal(tv.gray_of_rgb(rgb), images.astype(np.float32))
+    via_rgb = _run_rgb(tasks_model, rgb)
+    gray_fp16 = tc.run_tflite(fp16_model, images)
+    assert np.max(np.abs(via_rgb - gray_fp16)) <= 1e-2
+    assert np.max(np.abs(via_rgb - tc.saved_model_predict(saved_model, images))) <= 1e-2
+    # run_tflite feeds our gray images to the RGB model by repeating the channel.
+    np.testing.assert_allclose(tc.run_tflite(tasks_model, images), via_rgb, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("rgb", "bt601_class", "mean_class"),
+    [
+        # Blue: BT.601 gray 29 (m 0.11, ok); a plain channel mean would be 85 (m 0.33, misplaced).
+        ((0, 0, 255), "ok", "misplaced"),
+        # Yellow: BT.601 gray 226 (m 0.89, damaged); a plain channel mean would be 170 (misplaced).
+        ((255, 255, 0), "damaged", "misplaced"),
+        # Light green: BT.601 gray 212 (m 0.83, damaged); a plain channel mean would be 185 (m 0.73, misplaced).
+        ((150, 255, 150), "damaged", "misplaced"),
+    ],
+)
+def test_colours_are_converted_with_the_bt601_coefficients(tasks_model, saved_model, rgb, bt601_class, mean_class):
+    frame = np.broadcast_to(np.array(rgb, np.uint8), (1, 128, 128, 3))
+    gray = round(float(np.dot(rgb, GRAY_COEFFICIENTS)))
+    expected = tc.saved_model_predict(saved_model, np.full((1, 128, 128, 1), gray, np.float32))
+    plain_mean = tc.saved_model_predict(saved_model, np.full((1, 128, 128, 1), round(np.mean(rgb)), np.float32))
+    assert LABELS[int(expected.argmax())] == bt601_class
+    assert LABELS[int(plain_mean.argmax())] == mean_class  # the frame tells the two conversions apart
+    got = _run_rgb(tasks_model, frame)
+    assert LABELS[int(got.argmax())] == bt601_class
+    assert np.max(np.abs(got - expected)) <= 1e-2
+
+
+def test_verify_variant_and_latency_work_on_gray_eval_images(tasks_model, saved_model):
+    images, labels = helpers.make_images(24, seed=7)
+    reference = tc.saved_model_predict(saved_model, images)
+    report = tc.verify_variant(
+        tasks_model,
+        "tasks",
+        golden_images=images[:6],
+        golden_reference=reference[:6],
+        eval_images=images,
+        eval_labels=labels,
+        eval_reference=reference,
+        config=tc.VerifyConfig(latency_repeats=5),
+    )
+    assert report.passed, report.reasons
+    assert report.parity_tolerance == 1e-2 and report.agreement == 1.0
+    assert report.quantization == tc.QUANTIZATION["tasks"]
+    assert report.io["input"]["dtype"] == "uint8" and report.io["input"]["shape"] == [1, 128, 128, 3]
+    assert 0 < tc.measure_latency_ms(tasks_model, repeats=3) < 1000
+
+
+def test_add_metadata_rejects_bad_labels(tasks_model):
+    with pytest.raises(ValueError, match="labels"):
+        tv.add_metadata(tasks_model, labels=[])
+    with pytest.raises(ValueError, match="labels"):
+        tv.add_metadata(tasks_model, labels=["ok", "two\nlines"])
