@@ -69,6 +69,9 @@ MANIFEST_FILE = "manifest.json"
 SIGNATURE_FILE = "manifest.sig"
 GOLDEN_DIR = "golden"
 GOLDEN_INDEX = "golden.json"
+# Whole camera frames (original eval JPEGs) and each model's outputs after the preprocessing contract.
+GOLDEN_CAMERA_DIR = "camera"  # golden/camera/frame_XXX.jpg
+GOLDEN_CAMERA_INDEX = "camera.json"  # golden/camera.json
 LATEST_FILE = "LATEST"
 HISTORY_FILE = "history.jsonl"  # legacy single-file history: read, never written
 HISTORY_DIR = "history"
@@ -690,13 +693,15 @@ def build_manifest(
         "input": {
             "shape": [1, *(int(d) for d in image_shape)],
             "range": [0, 255],
-            "layout": "NHWC grayscale, pixels after resizing the camera frame; normalisation is in the model",
+            "layout": "NHWC grayscale, pixels after resizing the camera frame (see preprocessing); "
+            "normalisation is in the model",
         },
         "output": {"shape": [1, len(labels)], "meaning": "class probabilities in label order"},
         "variants": {name: dict(entry) for name, entry in variants.items()},
         "gate_metrics": dict(gate_metrics),
         "lineage": dict(lineage),
-        "tflite_metadata": "none embedded: read labels.txt and this manifest",
+        "tflite_metadata": "embedded in the tasks variant only (labels, normalisation, image properties, for "
+        "MediaPipe Tasks); the gray variants carry none: read labels.txt and this manifest",
     }
     manifest.update(extra or {})
     return manifest
@@ -1007,6 +1012,42 @@ def _replay_golden(contents: Mapping[str, bytes]) -> list[str]:
         diff = float(np.max(np.abs(outputs - expected))) if len(expected) else 0.0
         if not diff <= tolerance:
             problems.append(f"{name}: golden outputs differ by {diff:.3g} > {tolerance:g}")
+    return problems + _replay_camera(contents, models)
+
+
+def _replay_camera(contents: Mapping[str, bytes], models: Sequence[str]) -> list[str]:
+    """Each model on the camera goldens, preprocessed by the contract for its input (gray or RGB)."""
+    import numpy as np
+
+    from components import tflite_convert
+    from shelf_model import preprocessing
+
+    index_name = f"{GOLDEN_DIR}/{GOLDEN_CAMERA_INDEX}"
+    if index_name not in contents:
+        return []  # versions published before camera goldens existed
+    index = json.loads(contents[index_name].decode("utf-8"))
+    problems = []
+    for name in models:
+        samples = [s for s in index["samples"] if name in s["expected"]]
+        if not samples:
+            continue
+        try:
+            height, _, channels = tflite_convert.input_image_shape(contents[name])
+            images = np.stack(
+                [
+                    preprocessing.camera_frame_input(contents[f"{GOLDEN_DIR}/{s['file']}"], channels, height).numpy()
+                    for s in samples
+                ]
+            )
+            outputs = tflite_convert.run_tflite(contents[name], images)
+        except Exception as error:  # a verdict, not a crash
+            problems.append(f"{name}: does not run on the camera goldens: {error}")
+            continue
+        expected = np.array([s["expected"][name] for s in samples], dtype=np.float32)
+        tolerance = float(index["tolerance"].get(name, 1e-3))
+        diff = float(np.max(np.abs(outputs - expected)))
+        if not diff <= tolerance:
+            problems.append(f"{name}: camera golden outputs differ by {diff:.3g} > {tolerance:g}")
     return problems
 
 

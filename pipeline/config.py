@@ -84,6 +84,12 @@ class PushConfig:
     latency_budget_ms: float = push_defaults.LATENCY_BUDGET_MS
     damaged_recall_tolerance: float = push_defaults.DAMAGED_RECALL_TOLERANCE
     golden_samples: int = push_defaults.GOLDEN_COUNT
+    # Original eval photos (RGB JPEGs) per class published in golden/camera/ for the app's own preprocessing test.
+    camera_goldens_per_class: int = push_defaults.CAMERA_GOLDENS_PER_CLASS
+    # The gate against what is live: each variant vs the TFLite model at LATEST, on the eval split.
+    live_gate: bool = True
+    live_max_recall_drop: float = 0.02  # largest drop of any class's recall vs the live model (absolute)
+    live_max_regressions: float = 0.01  # largest share of eval photos the live model gets right and the candidate wrong
     # Where the manifest signing key comes from: "file:/path/key.pem", "env:VAR" or
     # "gcpkms://projects/.../cryptoKeyVersions/N"; empty: unsigned (SHELF_AUDIT_SIGNING_KEY overrides).
     signing_key: str = ""
@@ -320,6 +326,11 @@ def validate(config: PipelineConfig) -> None:
         raise _fail("push.damaged_recall_tolerance", p.damaged_recall_tolerance, "must be in [0, 1]")
     if p.golden_samples < 1:
         raise _fail("push.golden_samples", p.golden_samples, "must be >= 1")
+    if p.camera_goldens_per_class < 0:
+        raise _fail("push.camera_goldens_per_class", p.camera_goldens_per_class, "must be >= 0")
+    for key in ("live_max_recall_drop", "live_max_regressions"):
+        if not 0 <= getattr(p, key) <= 1:
+            raise _fail(f"push.{key}", getattr(p, key), "must be in [0, 1] (a fraction)")
     if p.signing_key:
         from components import signing
 

@@ -293,6 +293,12 @@ def create_pipeline(
         latency_budget_ms=p.latency_budget_ms,
         damaged_recall_tolerance=p.damaged_recall_tolerance,
         golden_count=p.golden_samples,
+        camera_goldens_per_class=p.camera_goldens_per_class,
+        live_gate={
+            "enabled": p.live_gate,
+            "max_recall_drop": p.live_max_recall_drop,
+            "max_regressions": p.live_max_regressions,
+        },
         source_revision=source_revision or f"code:{fingerprint}",
         signing_key=p.signing_key,  # the key's source, resolved by the executor
     )

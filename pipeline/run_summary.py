@@ -290,6 +290,8 @@ def format_summary(summary: RunSummary) -> str:
                 f"  version {p.get('pushed_version')}, variant {p.get('pushed_variant')}, "
                 f"{(p.get('pushed_bytes') or 0) / 1e6:.2f} MB, host latency {p.get('pushed_latency_ms')} ms (1 thread)"
             )
+            if p.get("pushed_live_gate"):  # the default variant against the model that was live
+                lines.append(f"  {p['pushed_live_gate']}")
             lines.append(f"  {p.get('pushed_reason', '')}")
         else:
             lines.append(f"not published: {p.get('pushed_reason') or ''}")

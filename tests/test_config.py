@@ -50,7 +50,7 @@ def test_demo_config_loads_with_its_values():
     assert dict(g.class_recall_floors) == {"damaged": pytest.approx(0.85)}
     assert g.max_drop == pytest.approx(0.01)
     assert tuple(g.slices) == ("label", "lane_id", "device_id", "lighting")
-    assert (tuple(config.push.variants), config.push.default_variant) == (("fp16", "int8"), "fp16")
+    assert (tuple(config.push.variants), config.push.default_variant) == (("fp16", "int8", "tasks"), "fp16")
     assert tuple(config.beam_args) == ("--direct_num_workers=1",)
 
 

@@ -107,9 +107,9 @@ def test_the_first_span_has_nothing_to_compare(data, tmp_path):
 
 
 def test_the_pusher_copies_the_report_into_the_manifest_block(data, tmp_path):
-    from components.tflite_pusher import executor as pusher
+    from components.tflite_pusher import release
 
     artifact = _run(data, tmp_path, newest=3)
-    block = pusher.Executor._drift({pusher.DRIFT_KEY: [artifact]})
+    block = release.drift_block([artifact])
     assert block == drift.read_report(artifact.uri) and block["drifted"] is True
-    assert pusher.Executor._drift({}) is None
+    assert release.drift_block(None) is None

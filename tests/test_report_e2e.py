@@ -3,12 +3,15 @@
 One module-scoped fixture (:func:`report_runs`) makes tiny synthetic data and runs
 ``shelf-audit run`` twice in one home through the real command line: the first run
 has no baseline, the second (``--force``) has the first run's blessed model as its
-TFMA baseline. Slices: label, lane_id, device_id, lighting. The tests carry three
+TFMA baseline. Slices: label, lane_id, device_id, lighting. The tests carry four
 tiers, one each:
 
 - ``e2e``: TensorBoard (the venv's ``tensorboard --inspect`` and its event loader)
   reads the Trainer's logs the summary names; the summary prints the ``tensorboard:``
-  and ``report:`` lines;
+  and ``report:`` lines; the published version holds the Tasks variant, the
+  preprocessing contract and camera goldens that replay;
+- ``mediapipe``: MediaPipe Tasks' ImageClassifier (its own environment) runs the
+  published Tasks variant on the camera goldens and agrees with the pipeline;
 - ``notebook``: papermill executes ``notebooks/tfma_slices.ipynb`` against the home,
   the latest run (with a baseline) and the first run (none), from ``notebooks/``;
 - ``browser``: headless Chromium opens the run's ``report.html``; every image
@@ -147,6 +150,85 @@ def test_published_version_carries_the_report_with_its_checksum(report_runs):
     text = report.read_text()
     assert "TFLite variants vs the SavedModel" in text and "Not published" not in text
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)
+
+
+def _published(report_runs: ReportRuns) -> tuple[Path, dict]:
+    """The version the first run published: its folder and manifest."""
+    import json
+
+    version_dir = Path(_summary_value(report_runs.first, "published")).parent
+    return version_dir, json.loads((version_dir / "manifest.json").read_text())
+
+
+@pytest.mark.e2e
+def test_published_version_has_the_tasks_variant_the_contract_and_camera_goldens(report_runs):
+    import json
+
+    from components import model_bucket
+    from shelf_data.contract import LABELS
+
+    version_dir, manifest = _published(report_runs)
+    tasks = manifest["variants"]["tasks"]
+    assert tasks["published"] and (version_dir / "model_tasks.tflite").is_file(), tasks.get("reasons")
+    assert tasks["io"]["input"]["shape"] == [1, 128, 128, 3] and tasks["io"]["input"]["dtype"] == "uint8"
+    assert tasks["tflite_metadata"]["labels"] == list(LABELS)
+    assert manifest["default_variant"] == "fp16" and manifest["variants"]["fp16"]["io"]["input"]["shape"][-1] == 1
+    assert manifest["preprocessing"]["resize"]["antialias"] is True
+    assert manifest["live_gate"]["variants"]["fp16"]["status"] == "no_live_model"  # the home's first release
+    camera = json.loads((version_dir / "golden" / "camera.json").read_text())
+    assert camera["samples"], "no camera goldens: the eval split has no RGB JPEG"
+    for sample in camera["samples"]:
+        assert (version_dir / "golden" / sample["file"]).read_bytes()[:2] == b"\xff\xd8"
+        assert set(sample["expected"]) == {
+            "model.tflite",
+            "model_fp16.tflite",
+            "model_int8.tflite",
+            "model_tasks.tflite",
+        }
+    bucket = version_dir.parents[2]
+    verdict = model_bucket.verify_version(str(bucket), manifest["model_name"], manifest["version"])
+    assert verdict.ok, verdict.problems  # the camera goldens replay
+
+
+@pytest.mark.mediapipe
+def test_mediapipe_classifies_the_published_camera_goldens_as_the_pipeline_does(report_runs, tmp_path):
+    """MediaPipe Tasks on the run's own Tasks variant and camera goldens, against the SavedModel and the variant.
+
+    Frames resized by the contract (lossless PNG at 128x128: MediaPipe does not resample them) must give
+    the Tasks variant's expected outputs; whole camera frames, which MediaPipe resizes its own way
+    (bilinear without antialias), the SavedModel's answer on the pipeline's preprocessing.
+    """
+    import json
+
+    import mediapipe_helpers
+    import numpy as np
+    from PIL import Image
+
+    from shelf_data.contract import LABELS
+    from shelf_model import preprocessing
+
+    version_dir, _ = _published(report_runs)
+    camera = json.loads((version_dir / "golden" / "camera.json").read_text())
+    whole = [str(version_dir / "golden" / s["file"]) for s in camera["samples"]]
+    resized = []
+    for i, path in enumerate(whole):
+        rgb = preprocessing.camera_frame_input(Path(path).read_bytes(), 3).numpy()
+        resized.append(str(tmp_path / f"resized_{i}.png"))
+        Image.fromarray(rgb, "RGB").save(resized[-1])
+    lines = mediapipe_helpers.classify(version_dir / "model_tasks.tflite", resized + whole, cwd=tmp_path)
+    scores = np.array([[line["scores"][label] for label in LABELS] for line in lines], np.float32)
+    n = len(whole)
+    expected = np.array([s["expected"]["model_tasks.tflite"] for s in camera["samples"]], np.float32)
+    savedmodel = np.array([s["savedmodel"] for s in camera["samples"]], np.float32)
+    # Same input pixels, two runtimes (MediaPipe's TFLite build and TensorFlow's).
+    assert np.abs(scores[:n] - expected).max() <= 1e-3, (scores[:n], expected)
+    # Contract-resized RGB vs Transform's gray-first pipeline: rounding only (fp16 weights, 1-2 gray levels).
+    assert np.abs(scores[:n] - savedmodel).max() <= 2e-2, (scores[:n], savedmodel)
+    # Whole frames through MediaPipe's own resize: the same answer wherever the SavedModel is not on a tie.
+    margin = np.sort(savedmodel, axis=1)[:, -1] - np.sort(savedmodel, axis=1)[:, -2]
+    clear = margin > 0.1
+    assert (scores[n:].argmax(1) == savedmodel.argmax(1))[clear].all(), (scores[n:], savedmodel)
+    assert np.abs(scores[n:] - savedmodel).max() <= 0.1, (scores[n:], savedmodel)
 
 
 @pytest.mark.e2e

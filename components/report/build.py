@@ -317,6 +317,51 @@ def _variants_section(inputs: ReportInputs) -> str:
     )
 
 
+def _live_section(inputs: ReportInputs) -> str:
+    """Each variant against the model live at LATEST before this version: recall per class, regressions."""
+    manifest = inputs.manifest
+    if not manifest:
+        return f"<p>Not published: {_e(inputs.push_note or 'no manifest for this run')}.</p>"
+    block = manifest.get("live_gate") or {}
+    results = block.get("variants") or {}
+    if not results:
+        return "<p>No comparison with a live model is recorded for this version.</p>"
+    labels = manifest.get("labels") or []
+    rows = []
+    for name, r in results.items():
+        live = r.get("live") or {}
+        if r.get("status") != "compared":
+            rows.append([_e(name), _e(r.get("status", "?")), _e(r.get("note", "")), "-", "-", "-"])
+            continue
+        recall = r.get("recall") or {}
+        per_class = "<br>".join(
+            f"{_e(label)}: {_num((recall.get(label) or {}).get('candidate'))} "
+            f"<span class=muted>(live {_num((recall.get(label) or {}).get('live'))}, "
+            f"diff {_num((recall.get(label) or {}).get('diff'))})</span>"
+            for label in labels or sorted(recall)
+        )
+        verdict = '<span class="pass">passed</span>' if r.get("passed") else '<span class="fail">failed</span>'
+        if r.get("reasons"):
+            verdict += "<br>" + "<br>".join(_e(x) for x in r["reasons"])
+        rows.append(
+            [
+                _e(name),
+                verdict,
+                f"<code>{_e(live.get('version'))}/{_e(live.get('file'))}</code>",
+                per_class,
+                f"{r.get('regressions', 0)} of {r.get('eval_count', 0)} ({_num(r.get('regression_fraction'), 3)})",
+                str(r.get("improvements", 0)),
+            ]
+        )
+    head = (
+        f"<p>Before publishing, each variant ran on the eval split next to the model that was live "
+        f"(thresholds: recall drop per class at most {_num(block.get('max_recall_drop'), 3)}, regressions at most "
+        f"{_num(block.get('max_regressions'), 3)} of the photos). Regressions: photos the live model gets right and "
+        "the candidate wrong; improvements: the reverse.</p>"
+    )
+    return head + _table(["variant", "vs live", "live model", "recall per class", "regressions", "improvements"], rows)
+
+
 def _worst_slices(table: pd.DataFrame, small: int, count: int = 5) -> list[tuple[str, str]]:
     part = table[(table["model"] == CANDIDATE) & (table["feature"] != OVERALL) & (table["count"] >= small)]
     part = part[part["weighted_recall"].notna()].sort_values("weighted_recall")
@@ -487,6 +532,7 @@ def build_html(inputs: ReportInputs) -> str:
         ("confusion", "Confusion matrices", lambda: _matrices_section(view)),
         ("baseline", "Candidate vs baseline per slice", lambda: _baseline_section(view, table, small)),
         ("variants", "TFLite variants vs the SavedModel", lambda: _variants_section(inputs)),
+        ("live", "Variants vs the live model", lambda: _live_section(inputs)),
         ("gallery", "Misclassified eval photos", lambda: _gallery_section(inputs, table)),
         ("data", "The data", lambda: _data_section(inputs, view.labels)),
     ]

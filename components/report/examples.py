@@ -45,7 +45,7 @@ def split_files(examples_uri: str, split: str) -> list[str]:
     return sorted(f for f in tf.io.gfile.glob(os.path.join(folder, "*")) if not tf.io.gfile.isdir(f))
 
 
-def _records(files: Sequence[str]) -> Iterator[tuple[str, int, bytes]]:
+def records(files: Sequence[str]) -> Iterator[tuple[str, int, bytes]]:
     import tensorflow as tf
 
     for path in files:
@@ -227,7 +227,7 @@ def misclassified(
             wrong.append(((rank, -info["probability"]), info))
         batch.clear()
 
-    for item in _records(files):
+    for item in records(files):
         batch.append(item)
         read += 1
         if len(batch) >= batch_size:

@@ -22,6 +22,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 from components import signing
 from components import variants as push_defaults
 from components.tflite_pusher import executor
+from components.tflite_pusher.live_gate import LiveGateConfig
 from components.variants import DEFAULT_PARITY_TOLERANCES, VARIANTS
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -48,6 +49,8 @@ class TFLitePusherSpec(ComponentSpec):
         executor.SPLIT_SETTINGS_KEY: ExecutionParameter(type=str, optional=True),
         # The signing key's *source* (file:/env:/gcpkms://), never the key; resolved by the executor.
         executor.SIGNING_KEY_KEY: ExecutionParameter(type=str, optional=True),
+        executor.LIVE_GATE_KEY: ExecutionParameter(type=str, optional=True),
+        executor.CAMERA_PER_CLASS_KEY: ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {
         executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
@@ -110,6 +113,8 @@ class TFLitePusher(base_component.BaseComponent):
         anomalies: types.BaseChannel | None = None,
         split_settings: Mapping[str, Any] | None = None,
         signing_key: str = "",
+        live_gate: Mapping[str, Any] | None = None,
+        camera_goldens_per_class: int = push_defaults.CAMERA_GOLDENS_PER_CLASS,
     ):
         """Construct the component.
 
@@ -120,13 +125,14 @@ class TFLitePusher(base_component.BaseComponent):
                 calibration; eval: verification).
             bucket: local folder, ``gs://...`` or ``ram://...`` (or a runtime parameter).
             model_name: folder under the bucket.
-            variants: variants to build, among ``fp32``, ``fp16``, ``dynamic``, ``int8``.
+            variants: variants to build, among ``fp32``, ``fp16``, ``dynamic``, ``int8`` and ``tasks``
+                (RGB input with TFLite metadata, for MediaPipe Tasks).
             default_variant: the one copied to ``model.tflite``; must be in ``variants``.
             size_budget_bytes: largest accepted ``.tflite``.
             latency_budget_ms: slowest accepted median batch-1 latency (1 thread, host).
             damaged_recall_tolerance: how far ``damaged`` recall may fall below the SavedModel's.
             parity_tolerances: max abs probability difference on golden samples,
-                per variant (default fp32 1e-5, fp16 1e-2).
+                per variant (default fp32 1e-5, fp16 and tasks 1e-2).
             golden_count: eval samples written to ``golden/``.
             representative_count: train images used for int8 calibration.
             model_evaluation: optional Evaluator ``ModelEvaluation``: gate
@@ -145,6 +151,10 @@ class TFLitePusher(base_component.BaseComponent):
             signing_key: where the manifest signing key comes from (``file:/path``, ``env:VAR`` or
                 ``gcpkms://...``; :mod:`components.signing`); empty: unsigned unless
                 ``SHELF_AUDIT_SIGNING_KEY`` is set where the executor runs.
+            live_gate: thresholds of the comparison with the model live at ``LATEST``
+                (``enabled``, ``max_recall_drop``, ``max_regressions``; :class:`live_gate.LiveGateConfig`);
+                None: the defaults.
+            camera_goldens_per_class: original eval photos per class kept in ``golden/camera/`` (0: none).
 
         Raises:
             ValueError: an argument or a combination of them is invalid.
@@ -189,6 +199,9 @@ class TFLitePusher(base_component.BaseComponent):
             raise ValueError(
                 f"int8 needs representative_count >= 1. Received representative_count={representative_count}"
             )
+        live = LiveGateConfig(**dict(live_gate or {}))  # raises ValueError naming a bad threshold
+        if camera_goldens_per_class < 0:
+            raise ValueError(f"camera_goldens_per_class must be >= 0. Received {camera_goldens_per_class}")
         spec = TFLitePusherSpec(
             model=model,
             model_blessing=model_blessing,
@@ -212,6 +225,8 @@ class TFLitePusher(base_component.BaseComponent):
             anomalies=anomalies,
             split_settings=json.dumps(dict(split_settings), sort_keys=True) if split_settings else None,
             signing_key=signing_key or None,
+            live_gate=json.dumps(live.to_dict(), sort_keys=True),
+            camera_goldens_per_class=int(camera_goldens_per_class),
             pushed_model=types.Channel(type=standard_artifacts.PushedModel),
         )
         super().__init__(spec=spec)

@@ -1,0 +1,679 @@
+"""The live gate: compare each candidate TFLite variant with the model that is live at ``LATEST``.
+
+Verification (:func:`components.tflite_convert.verify_variant`) checks a
+variant against its own SavedModel. That cannot see a regression against
+what the handhelds run today: a new model can be internally consistent and
+still get fewer damaged shelves right than the live one. Before publishing,
+each candidate is therefore run on the eval split next to the live TFLite
+model, and the gate looks at:
+
+- the **recall of each class**, candidate vs live: no class may drop by more
+  than ``max_recall_drop`` (absolute). A class absent from the eval labels has
+  no recall (``None``) and is not gated;
+- **regressions**: eval photos the live model gets right and the candidate
+  gets wrong, as a fraction of the eval photos, at most ``max_regressions``;
+- for the record, **improvements** (live wrong, candidate right) and the
+  top-1 **agreement** between the two models.
+
+Every result is a :class:`LiveComparison` whose ``status`` says what happened:
+
+- ``"compared"``: both models ran on the eval split; ``passed`` is the verdict
+  and ``reasons`` names each failed threshold (class, numbers, threshold);
+- ``"no_live_model"``: nothing to compare with (first release, or the live
+  version's manifest cannot be read); ``note`` says why;
+- ``"not_comparable"``: the live model exists but cannot be compared (another
+  image size, other labels, it does not load, an empty eval split); ``note``
+  says why;
+- ``"disabled"``: the gate is off in the config.
+
+Only ``"compared"`` can fail: the other statuses have ``passed=True`` and say
+why in ``note``. A live model whose bytes differ from its own manifest is not
+a skip but an error (:class:`LiveModelError`): the bucket was changed after
+publishing and the comparison would be against an unknown model.
+
+:func:`compare` is the pure numpy core; :func:`find_live_model` reads the
+bucket (:mod:`components.model_bucket`); :func:`gate_variant` runs the models
+(:func:`components.tflite_convert.run_tflite`, imported on first use: the
+module itself needs numpy and the bucket only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Mapping, MutableMapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from components import model_bucket
+
+log = logging.getLogger(__name__)
+
+# Statuses of a LiveComparison.
+COMPARED = "compared"
+NO_LIVE_MODEL = "no_live_model"
+NOT_COMPARABLE = "not_comparable"
+DISABLED = "disabled"
+STATUSES: tuple[str, ...] = (COMPARED, NO_LIVE_MODEL, NOT_COMPARABLE, DISABLED)
+
+FIRST_RELEASE = "no live model: first release"
+
+# Float slack on the thresholds: a drop of exactly the threshold passes (1.0 - 0.98 is 0.0200000000000000018).
+_EPSILON = 1e-9
+# Rounding of the floats in to_dict (the manifest): enough for any eval split, readable.
+_DIGITS = 6
+
+
+class LiveModelError(model_bucket.BucketError):
+    """The live model in the bucket differs from what its manifest records (changed after publishing)."""
+
+
+def _check_fraction(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number between 0 and 1. Received {name}={value!r}")
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be between 0 and 1 (a fraction, not a percentage). Received {name}={value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveGateConfig:
+    """Thresholds of the live gate.
+
+    Attributes:
+        enabled: run the gate at all (off: every result is ``"disabled"``).
+        max_recall_drop: largest allowed drop of any class's recall,
+            candidate vs live, absolute (0.02 = two points).
+        max_regressions: largest allowed fraction of eval photos the live
+            model gets right and the candidate gets wrong.
+    """
+
+    enabled: bool = True
+    max_recall_drop: float = 0.02
+    max_regressions: float = 0.01
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise ValueError(f"enabled must be true or false. Received enabled={self.enabled!r}")
+        _check_fraction("max_recall_drop", self.max_recall_drop)
+        _check_fraction("max_regressions", self.max_regressions)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready thresholds (recorded with each comparison)."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveModel:
+    """The TFLite model live at ``LATEST`` that a candidate variant is compared with.
+
+    Attributes:
+        version: the live version (what ``LATEST`` names).
+        file: the file read inside the version (``model_<variant>.tflite`` or ``model.tflite``).
+        variant: the variant that file holds (for ``model.tflite``: the live
+            manifest's ``default_variant``; None when the manifest does not say).
+        requested_variant: the candidate variant this live model was looked up for.
+        data: the model bytes (not in the repr).
+        sha256: hex sha256 of ``data``.
+        checksum_verified: the manifest recorded a sha256 for the file and it matched
+            (False: an old manifest without checksums; nothing was checked).
+        labels: the live manifest's class names, in output order (None when it does not say).
+        path: full path of the file in the bucket.
+    """
+
+    version: str
+    file: str
+    variant: str | None
+    requested_variant: str
+    data: bytes = dataclasses.field(repr=False, compare=False)
+    sha256: str
+    checksum_verified: bool
+    labels: tuple[str, ...] | None
+    path: str
+
+    @property
+    def same_variant(self) -> bool:
+        """The live file holds the candidate's own variant (a like-for-like comparison)."""
+        return self.variant == self.requested_variant
+
+    def describe(self) -> str:
+        """``<version>/<file> (<variant>, same variant | default model, ...)``."""
+        if self.same_variant:
+            kind = "same variant"
+        else:
+            kind = f"live default model: no published {self.requested_variant} in that version"
+        return f"{self.version}/{self.file} ({self.variant or 'variant unknown'}, {kind})"
+
+
+def _recorded(manifest: Mapping[str, Any], file: str, variant: str | None) -> list[tuple[str, str, int | None]]:
+    """What the manifest records for ``file``: ``(where, sha256, bytes or None)`` from ``files`` and its variant."""
+    recorded = []
+    files = manifest.get("files")
+    record = files.get(file) if isinstance(files, Mapping) else None
+    if isinstance(record, Mapping) and record.get("sha256"):
+        size = record.get("bytes")
+        recorded.append((f"files[{file!r}]", str(record["sha256"]), size if isinstance(size, int) else None))
+    variants = manifest.get("variants")
+    entry = variants.get(variant) if isinstance(variants, Mapping) and variant else None
+    if isinstance(entry, Mapping) and entry.get("file") == file and entry.get("sha256"):
+        size = entry.get("bytes")
+        recorded.append((f"variants[{variant!r}]", str(entry["sha256"]), size if isinstance(size, int) else None))
+    return recorded
+
+
+def _checksum_problems(recorded: Sequence[tuple[str, str, int | None]], data: bytes, digest: str) -> list[str]:
+    """Each way ``data`` differs from what the manifest records (empty: it matches)."""
+    problems = []
+    for where, sha, size in recorded:
+        if sha != digest:
+            problems.append(f"sha256 {digest[:12]}... but the manifest's {where} records {sha[:12]}...")
+        if size is not None and size != len(data):
+            problems.append(f"{len(data)} bytes but the manifest's {where} records {size}")
+    return problems
+
+
+def _pick_file(manifest: Mapping[str, Any], variant: str) -> tuple[str, str | None, str]:
+    """``(file, variant it holds, why)``: the live file of ``variant`` when published, else the default model."""
+    variants = manifest.get("variants")
+    entry = variants.get(variant) if isinstance(variants, Mapping) else None
+    if isinstance(entry, Mapping) and entry.get("file") and entry.get("published", True) is not False:
+        return str(entry["file"]), variant, "same variant"
+    if isinstance(entry, Mapping):
+        why = f"the live version did not publish {variant} (rejected there)"
+    else:
+        why = f"the live version has no {variant} variant"
+    default = manifest.get("default_variant")
+    file = manifest.get("model_file") or model_bucket.MODEL_FILE
+    return str(file), str(default) if default else None, why
+
+
+def find_live_model(bucket: str, model_name: str, variant: str) -> tuple[LiveModel | None, str]:
+    """The TFLite model live at ``LATEST`` to compare the candidate ``variant`` with.
+
+    Prefers the live version's file of the same variant (its manifest's
+    ``variants[variant]["file"]``, i.e. ``model_<variant>.tflite``, when it was
+    published there), else the live version's default ``model.tflite`` (the
+    returned :class:`LiveModel` says which, and which variant that file holds).
+    The file's bytes are checked against every sha256 (and size) the live
+    manifest records for it (``files`` and the variant entry).
+
+    Args:
+        bucket: the model bucket (local path, ``gs://`` or ``ram://``).
+        model_name: folder under the bucket.
+        variant: the candidate variant (``fp16``, ``int8``...).
+
+    Returns:
+        ``(live model, message)``; ``(None, reason)`` when there is nothing to
+        compare with: no ``LATEST`` (the reason starts with
+        :data:`FIRST_RELEASE`), a live version whose manifest is missing or not
+        valid JSON, a manifest naming an invalid file, or a file neither
+        recorded in the manifest nor present.
+
+    Raises:
+        ValueError: bad ``bucket`` or ``model_name``.
+        LiveModelError: the live file differs from its manifest (sha256 or
+            size), or the manifest records it and it is missing; the message
+            names the path.
+        OSError, tf.errors.OpError: the bucket cannot be read (not a reason to skip the gate).
+    """
+    root = model_bucket.model_root(bucket, model_name)
+    version = model_bucket.read_latest(bucket, model_name)
+    if version is None:
+        return None, f"{FIRST_RELEASE} (no {model_bucket.LATEST_FILE} under {root})"
+    try:
+        manifest = model_bucket.read_manifest(bucket, model_name, version)
+    except (model_bucket.BucketError, ValueError) as error:
+        latest = model_bucket.LATEST_FILE
+        return None, f"no live model: {latest} names {version!r} but its manifest is unusable: {error}"
+
+    file, file_variant, why = _pick_file(manifest, variant)
+    try:
+        model_bucket._check_name(file)
+    except ValueError as error:
+        return None, f"no live model: the manifest of live version {version} names an invalid model file ({error})"
+    path = model_bucket._join(model_bucket.version_dir(bucket, model_name, version), file)
+    recorded = _recorded(manifest, file, file_variant)
+    if not model_bucket._exists(path):
+        if recorded:
+            raise LiveModelError(
+                f"live model {path} is missing, but the manifest of live version {version} records it "
+                f"(sha256 {recorded[0][1][:12]}...): the bucket was changed after publishing"
+            )
+        return None, f"no live model: {path} does not exist (live version {version})"
+    data = model_bucket._read(path)
+    digest = model_bucket.sha256(data)
+    problems = _checksum_problems(recorded, data, digest)
+    if problems:
+        raise LiveModelError(
+            f"live model {path} differs from the manifest of live version {version}: "
+            + "; ".join(problems)
+            + f" (the bucket was changed after publishing; check it with `shelf-audit models verify {version}`)"
+        )
+    labels = manifest.get("labels")
+    model = LiveModel(
+        version=version,
+        file=file,
+        variant=file_variant,
+        requested_variant=variant,
+        data=data,
+        sha256=digest,
+        checksum_verified=bool(recorded),
+        labels=tuple(str(label) for label in labels) if isinstance(labels, (list, tuple)) else None,
+        path=path,
+    )
+    if not recorded:
+        log.warning("live model %s: its manifest records no sha256 for it; bytes not checked", path)
+    message = f"live model {model.describe()}"
+    if not model.same_variant:
+        message += f": {why}"
+    return model, message
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveComparison:
+    """A candidate variant vs the live model on the eval split: the numbers and the verdict.
+
+    Attributes:
+        status: one of :data:`STATUSES` (only ``"compared"`` can fail).
+        variant: the candidate variant (None when :func:`compare` was not told).
+        live_version: the live version compared with (None without one).
+        live_file: the live file compared with.
+        live_variant: the variant that live file holds.
+        class_names: class names in output order.
+        eval_count: eval photos compared (0 when skipped).
+        support: per class, eval photos of that class.
+        recall_live: per class, the live model's recall (None: class absent).
+        recall_candidate: per class, the candidate's recall (None: class absent).
+        recall_diff: per class, candidate minus live (None: class absent).
+        regressions: photos the live model gets right and the candidate wrong.
+        regression_fraction: ``regressions / eval_count`` (None without photos).
+        regressions_by_class: regressions per true class.
+        improvements: photos the live model gets wrong and the candidate right.
+        agreement: fraction of photos where both give the same top-1 class.
+        max_recall_drop: the threshold applied.
+        max_regressions: the threshold applied.
+        passed: the verdict (always True unless ``status == "compared"``).
+        reasons: one sentence per failed threshold (empty when passed).
+        note: why the comparison was skipped, or what was compared with.
+        live_sha256: sha256 of the live file compared with (set by :func:`gate_variant`).
+    """
+
+    status: str
+    variant: str | None
+    live_version: str | None
+    live_file: str | None
+    live_variant: str | None
+    class_names: tuple[str, ...]
+    eval_count: int
+    support: Mapping[str, int]
+    recall_live: Mapping[str, float | None]
+    recall_candidate: Mapping[str, float | None]
+    recall_diff: Mapping[str, float | None]
+    regressions: int
+    regression_fraction: float | None
+    regressions_by_class: Mapping[str, int]
+    improvements: int
+    agreement: float | None
+    max_recall_drop: float
+    max_regressions: float
+    passed: bool
+    reasons: tuple[str, ...]
+    note: str = ""
+    live_sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {list(STATUSES)}. Received status={self.status!r}")
+        if self.status != COMPARED and not self.passed:
+            raise ValueError(f"only a {COMPARED!r} result can fail. Received status={self.status!r}, passed=False")
+
+    @property
+    def compared(self) -> bool:
+        """Both models ran and the thresholds were applied."""
+        return self.status == COMPARED
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for the manifest and the run report (floats rounded, None for undefined values)."""
+
+        def _num(value: float | None) -> float | None:
+            return None if value is None else round(float(value), _DIGITS)
+
+        return {
+            "status": self.status,
+            "passed": self.passed,
+            "variant": self.variant,
+            "live": {
+                "version": self.live_version,
+                "file": self.live_file,
+                "variant": self.live_variant,
+                "sha256": self.live_sha256,
+            },
+            "eval_count": int(self.eval_count),
+            "support": {name: int(count) for name, count in self.support.items()},
+            "recall": {
+                name: {
+                    "live": _num(self.recall_live.get(name)),
+                    "candidate": _num(self.recall_candidate.get(name)),
+                    "diff": _num(self.recall_diff.get(name)),
+                }
+                for name in self.class_names
+            },
+            "regressions": int(self.regressions),
+            "regression_fraction": _num(self.regression_fraction),
+            "regressions_by_class": {name: int(count) for name, count in self.regressions_by_class.items()},
+            "improvements": int(self.improvements),
+            "agreement": _num(self.agreement),
+            "thresholds": {"max_recall_drop": self.max_recall_drop, "max_regressions": self.max_regressions},
+            "reasons": list(self.reasons),
+            "note": self.note,
+        }
+
+
+def _skipped(
+    status: str,
+    note: str,
+    config: LiveGateConfig,
+    class_names: Sequence[str],
+    variant: str | None = None,
+    live: LiveModel | None = None,
+) -> LiveComparison:
+    """A result without a comparison (``passed`` True, ``note`` says why)."""
+    names = tuple(class_names)
+    return LiveComparison(
+        status=status,
+        variant=variant,
+        live_version=live.version if live else None,
+        live_file=live.file if live else None,
+        live_variant=live.variant if live else None,
+        class_names=names,
+        eval_count=0,
+        support={},
+        recall_live=dict.fromkeys(names),
+        recall_candidate=dict.fromkeys(names),
+        recall_diff=dict.fromkeys(names),
+        regressions=0,
+        regression_fraction=None,
+        regressions_by_class={},
+        improvements=0,
+        agreement=None,
+        max_recall_drop=config.max_recall_drop,
+        max_regressions=config.max_regressions,
+        passed=True,
+        reasons=(),
+        note=note,
+        live_sha256=live.sha256 if live else None,
+    )
+
+
+def _predictions(probabilities: np.ndarray) -> np.ndarray:
+    """Top-1 class per row; -1 (never right) for a row holding NaN or inf."""
+    predicted = np.argmax(probabilities, axis=1) if len(probabilities) else np.zeros(0, dtype=np.int64)
+    return np.where(np.all(np.isfinite(probabilities), axis=1), predicted, -1)
+
+
+def compare(
+    candidate_probs: Any,
+    live_probs: Any,
+    labels_true: Any,
+    class_names: Sequence[str],
+    config: LiveGateConfig | None = None,
+    *,
+    variant: str | None = None,
+    live_version: str | None = None,
+    live_file: str | None = None,
+    live_variant: str | None = None,
+) -> LiveComparison:
+    """Compare the candidate's and the live model's predictions on the same eval photos.
+
+    Pure numpy. Top-1 is the argmax; a row with NaN or inf counts as wrong.
+    A class absent from ``labels_true`` has recall None and is not gated.
+    A recall drop or regression fraction exactly at its threshold passes.
+
+    Args:
+        candidate_probs: candidate probabilities ``[N, classes]``.
+        live_probs: live model probabilities ``[N, classes]`` on the same photos.
+        labels_true: true class index of each photo ``[N]``.
+        class_names: class names in output order (``len == classes``).
+        config: thresholds (default :class:`LiveGateConfig`); disabled: the
+            numbers are computed, the status is ``"disabled"`` and nothing fails.
+        variant: candidate variant, recorded in the result.
+        live_version: live version, recorded.
+        live_file: live file, recorded.
+        live_variant: variant the live file holds, recorded.
+
+    Returns:
+        A :class:`LiveComparison`; status ``"not_comparable"`` for an empty eval split.
+
+    Raises:
+        ValueError: shapes that do not match each other or ``class_names``,
+            or labels outside ``0..classes-1``.
+    """
+    config = config or LiveGateConfig()
+    names = tuple(str(name) for name in class_names)
+    candidate = np.asarray(candidate_probs, dtype=np.float64)
+    live = np.asarray(live_probs, dtype=np.float64)
+    labels = np.asarray(labels_true).reshape(-1)
+    if candidate.ndim != 2 or candidate.shape != live.shape:
+        raise ValueError(
+            f"candidate_probs and live_probs must both be [N, classes]. "
+            f"Received shapes {candidate.shape} and {live.shape}"
+        )
+    if candidate.shape[1] != len(names):
+        raise ValueError(f"probabilities have {candidate.shape[1]} classes, class_names has {len(names)}: {names}")
+    if len(labels) != len(candidate):
+        raise ValueError(f"labels_true has {len(labels)} entries for {len(candidate)} rows of probabilities")
+    if len(labels) and not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels_true must be integer class indices. Received dtype {labels.dtype}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(names)):
+        raise ValueError(
+            f"labels_true must be in 0..{len(names) - 1}. Received values {sorted(set(labels.tolist()))[:10]}"
+        )
+    meta = {"variant": variant, "live_version": live_version, "live_file": live_file, "live_variant": live_variant}
+    count = int(len(labels))
+    if count == 0:
+        result = _skipped(NOT_COMPARABLE, "the eval split is empty: nothing to compare", config, names)
+        return dataclasses.replace(result, **meta)
+
+    live_right = _predictions(live) == labels
+    candidate_right = _predictions(candidate) == labels
+    regressed = live_right & ~candidate_right
+    improved = ~live_right & candidate_right
+    agreement = float(np.mean(_predictions(live) == _predictions(candidate)))
+
+    support: dict[str, int] = {}
+    recall_live: dict[str, float | None] = {}
+    recall_candidate: dict[str, float | None] = {}
+    recall_diff: dict[str, float | None] = {}
+    regressions_by_class: dict[str, int] = {}
+    for index, name in enumerate(names):
+        of_class = labels == index
+        support[name] = int(np.sum(of_class))
+        regressions_by_class[name] = int(np.sum(regressed & of_class))
+        if not support[name]:
+            recall_live[name] = recall_candidate[name] = recall_diff[name] = None
+            continue
+        recall_live[name] = float(np.sum(live_right & of_class) / support[name])
+        recall_candidate[name] = float(np.sum(candidate_right & of_class) / support[name])
+        recall_diff[name] = recall_candidate[name] - recall_live[name]
+    regressions = int(np.sum(regressed))
+    fraction = regressions / count
+
+    reasons: list[str] = []
+    for name in names:
+        diff = recall_diff[name]
+        if diff is not None and -diff > config.max_recall_drop + _EPSILON:
+            reasons.append(
+                f"recall of {name!r} drops by {-diff:.4f} ({recall_live[name]:.4f} live -> "
+                f"{recall_candidate[name]:.4f} candidate, {support[name]} eval photos) "
+                f"> max_recall_drop {config.max_recall_drop:g}"
+            )
+    if fraction > config.max_regressions + _EPSILON:
+        by_class = ", ".join(f"{name} {n}" for name, n in regressions_by_class.items() if n)
+        reasons.append(
+            f"{regressions} of {count} eval photos ({fraction:.2%}) are right with the live model and wrong "
+            f"with the candidate ({by_class}) > max_regressions {config.max_regressions:g} "
+            f"({config.max_regressions:.2%})"
+        )
+    enabled = config.enabled
+    return LiveComparison(
+        status=COMPARED if enabled else DISABLED,
+        class_names=names,
+        eval_count=count,
+        support=support,
+        recall_live=recall_live,
+        recall_candidate=recall_candidate,
+        recall_diff=recall_diff,
+        regressions=regressions,
+        regression_fraction=fraction,
+        regressions_by_class=regressions_by_class,
+        improvements=int(np.sum(improved)),
+        agreement=agreement,
+        max_recall_drop=config.max_recall_drop,
+        max_regressions=config.max_regressions,
+        passed=not reasons if enabled else True,
+        reasons=tuple(reasons) if enabled else (),
+        note="" if enabled else "live gate disabled in the config: computed, not applied",
+        **meta,
+    )
+
+
+def gate_variant(
+    candidate_bytes: bytes,
+    variant: str,
+    live: LiveModel | None,
+    eval_images: Any,
+    eval_labels: Any,
+    config: LiveGateConfig | None,
+    class_names: Sequence[str],
+    live_probs_cache: MutableMapping[Any, np.ndarray] | None = None,
+    *,
+    live_reason: str = "",
+    candidate_probs: Any = None,
+) -> LiveComparison:
+    """Run the candidate and the live model on the eval split and :func:`compare` them.
+
+    Not a failure but a skipped result (``passed`` True, ``note`` says why):
+    the gate is disabled (nothing is run), there is no live model, the live
+    manifest's labels differ from ``class_names``, the live model's input
+    image size (height, width) differs from the candidate's (an image-size
+    change: the eval photos fit only one of them), the live model does not
+    load or run, its output has another number of classes, or the eval split
+    is empty. A different channel count is compared (``run_tflite`` feeds
+    each model its own input).
+
+    Args:
+        candidate_bytes: the candidate TFLite model.
+        variant: its variant name.
+        live: from :func:`find_live_model`; None when there is none.
+        eval_images: the eval split ``[N, H, W, C]`` at the candidate's image size, 0..255.
+        eval_labels: its labels ``[N]``.
+        config: thresholds (None: defaults).
+        class_names: class names in output order.
+        live_probs_cache: a dict shared by the variants of one push (one eval
+            split): the live model's predictions are stored per live file
+            (keyed by its sha256 and the eval shape), so several variants
+            compared with the same live file run it once.
+        live_reason: when ``live`` is None, why (the message of :func:`find_live_model`).
+        candidate_probs: the candidate's probabilities on ``eval_images`` when
+            already computed (verification ran it): then it is not run again.
+
+    Returns:
+        A :class:`LiveComparison`.
+    """
+    from components import tflite_convert  # TensorFlow: only when models are run
+
+    config = config or LiveGateConfig()
+    names = tuple(str(name) for name in class_names)
+
+    def skip(status: str, note: str) -> LiveComparison:
+        log.info("live gate %s: %s", variant, note)
+        return _skipped(status, note, config, names, variant=variant, live=live)
+
+    if not config.enabled:
+        return skip(DISABLED, "live gate disabled in the config")
+    if live is None:
+        return skip(NO_LIVE_MODEL, live_reason or "no live model")
+    if live.labels is not None and tuple(live.labels) != names:
+        return skip(
+            NOT_COMPARABLE,
+            f"the live version {live.version} has labels {list(live.labels)}, the candidate {list(names)}",
+        )
+    candidate_shape = tflite_convert.input_image_shape(candidate_bytes)
+    try:
+        live_shape = tflite_convert.input_image_shape(live.data)
+    except Exception as error:  # noqa: BLE001 - a live model that does not load is not the candidate's fault
+        return skip(NOT_COMPARABLE, f"the live model {live.version}/{live.file} does not load: {error}")
+    if tuple(live_shape[:2]) != tuple(candidate_shape[:2]):
+        return skip(
+            NOT_COMPARABLE,
+            f"image size changed: the live model {live.version}/{live.file} takes "
+            f"{live_shape[0]}x{live_shape[1]}, the candidate {candidate_shape[0]}x{candidate_shape[1]}",
+        )
+    images = np.asarray(eval_images)
+    if len(images) == 0:
+        return skip(NOT_COMPARABLE, "the eval split is empty: nothing to compare")
+
+    key = (live.sha256, tuple(images.shape))
+    if live_probs_cache is not None and key in live_probs_cache:
+        live_probs = live_probs_cache[key]
+    else:
+        try:
+            live_probs = np.asarray(tflite_convert.run_tflite(live.data, images))
+        except Exception as error:  # noqa: BLE001 - as above
+            return skip(NOT_COMPARABLE, f"the live model {live.version}/{live.file} does not run: {error}")
+        if live_probs_cache is not None:
+            live_probs_cache[key] = live_probs
+    if live_probs.ndim != 2 or live_probs.shape[1] != len(names):
+        return skip(
+            NOT_COMPARABLE,
+            f"the live model {live.version}/{live.file} outputs shape {list(live_probs.shape)}, "
+            f"expected [N, {len(names)}]",
+        )
+    if candidate_probs is None:
+        candidate_probs = tflite_convert.run_tflite(candidate_bytes, images)
+    result = compare(
+        candidate_probs,
+        live_probs,
+        eval_labels,
+        names,
+        config,
+        variant=variant,
+        live_version=live.version,
+        live_file=live.file,
+        live_variant=live.variant,
+    )
+    note = f"compared with {live.describe()}"
+    result = dataclasses.replace(result, live_sha256=live.sha256)
+    result = dataclasses.replace(result, note=note) if result.status == COMPARED else result
+    log.info("%s", summary(result))
+    return result
+
+
+def summary(result: LiveComparison) -> str:
+    """One line for the logs: verdict, live file, regressions, improvements, agreement, worst recall change."""
+    who = f"live gate {result.variant or '?'}"
+    if result.live_version:
+        who += f" vs {result.live_version}/{result.live_file}"
+    if result.status in (NO_LIVE_MODEL, NOT_COMPARABLE) or result.eval_count == 0:
+        return _one_line(f"{who}: skipped ({result.status}): {result.note}")
+    verdict = "PASSED" if result.passed else "FAILED"
+    if result.status == DISABLED:
+        verdict = "not applied (disabled)"
+    diffs = {name: diff for name, diff in result.recall_diff.items() if diff is not None}
+    worst = min(diffs, key=lambda name: diffs[name]) if diffs else None
+    worst_text = f"worst recall change {worst} {diffs[worst]:+.4f}" if worst else "no class recall defined"
+    line = (
+        f"{who}: {verdict} on {result.eval_count} photos: {result.regressions} regressions "
+        f"({(result.regression_fraction or 0.0):.2%}, max {result.max_regressions:.2%}), "
+        f"{result.improvements} improvements, agreement {result.agreement:.4f}, {worst_text} "
+        f"(max drop {result.max_recall_drop:g})"
+    )
+    if result.reasons:
+        line += ": " + "; ".join(result.reasons)
+    return _one_line(line)
+
+
+def _one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines of interpreter errors included) made one space."""
+    return " ".join(text.split())
