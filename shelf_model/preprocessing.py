@@ -71,6 +71,12 @@ def preprocessing_contract(image_size: int = DEFAULT_IMAGE_SIZE) -> dict[str, An
             "at most 1-2 levels (rounding)",
             "tasks_variant": "takes RGB: the conversion (with rounding) is inside the model",
         },
+        "mediapipe": {
+            "resize": "MediaPipe Tasks' ImageClassifier stretches a frame to the input size with plain bilinear "
+            "sampling, no antialias: close to the contract for small frames, not equal for large ones",
+            "advice": "resize the frame to the input size as above (antialiased) before classifying it; "
+            "MediaPipe then does not resample it and matches the expected outputs",
+        },
         "resize": {
             "size": [image_size, image_size],
             "method": "bilinear",

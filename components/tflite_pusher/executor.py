@@ -42,7 +42,6 @@ from components.report import pusher as run_report
 from components.report.tfma_reader import EvaluationView, load_evaluation
 from components.tflite_pusher import live_gate, release, verification
 from shelf_data.contract import LABELS
-from shelf_model import preprocessing
 
 # Input/output keys: the stock ones where the meaning is the same.
 MODEL_KEY = standard_component_specs.MODEL_KEY
@@ -192,38 +191,25 @@ class Executor(pusher_executor.Executor):
 
         # 5. Assemble the release in memory, then publish it atomically.
         files, variant_entries = release.model_files(verified, config.default_variant, live)
+        image_shape = tflite_convert.input_image_shape(verified.blobs[config.default_variant])
         golden = release.golden_files(files, data, config.default_variant)
-        image_size = tflite_convert.input_image_shape(verified.blobs[config.default_variant])[0]
-        frames = (
-            release.pick_camera_frames(input_dict[EXAMPLES_KEY][-1].uri, config.camera_per_class)
-            if (input_dict.get(EXAMPLES_KEY) and config.camera_per_class)
-            else []
+        golden.update(
+            release.camera_goldens(
+                input_dict.get(EXAMPLES_KEY), config.camera_per_class, model_path, files, config.default_variant
+            )
         )
-        golden.update(release.camera_golden_files(frames, model_path, files, config.default_variant, image_size))
-        manifest = model_bucket.build_manifest(
+        manifest = release.manifest(
             model_name=config.model_name,
             default_variant=config.default_variant,
             variants=variant_entries,
-            labels=LABELS,
             gate_metrics=evaluation.gate_metrics() if evaluation else self._no_gate_metrics(input_dict),
             lineage=self._lineage(input_dict, config, fingerprint),
-            image_shape=tflite_convert.input_image_shape(verified.blobs[config.default_variant]),
-            extra={
-                "preprocessing": preprocessing.preprocessing_contract(image_size),
-                "verification": {
-                    "size_budget_bytes": config.verify.size_budget_bytes,
-                    "latency_budget_ms": config.verify.latency_budget_ms,
-                    "damaged_recall_tolerance": config.verify.damaged_recall_tolerance,
-                    "parity_tolerances": dict(config.verify.parity_tolerances),
-                    "latency": "median of batch-1 invocations, 1 thread, host CPU",
-                    "eval_examples": int(len(data.images)),
-                    "calibration_examples": int(len(data.representative)),
-                },
-                "live_gate": {**config.live_gate.to_dict(), "variants": live},
-                "drift": release.drift_block(input_dict.get(DRIFT_KEY)),
-                "splits": release.splits_block(config.split_settings, input_dict.get(STATISTICS_KEY)),
-                "data_quality": release.data_quality_block(input_dict.get(EXAMPLES_KEY)),
-            },
+            image_shape=image_shape,
+            verification=release.verification_block(config.verify, data),
+            live_gate={**config.live_gate.to_dict(), "variants": live},
+            drift=release.drift_block(input_dict.get(DRIFT_KEY)),
+            splits=release.splits_block(config.split_settings, input_dict.get(STATISTICS_KEY)),
+            data_quality=release.data_quality_block(input_dict.get(EXAMPLES_KEY)),
         )
         # The HTML run report goes in the version; built in memory first, {} when it failed (logged loudly).
         extra_files = run_report.report_files(input_dict, manifest, model_dir=model_path)

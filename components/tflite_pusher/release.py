@@ -291,6 +291,21 @@ def pick_camera_frames(examples_uri: str, per_class: int, split: str = splits.EV
     return [frame for label in sorted(chosen) for frame in chosen[label]]
 
 
+def camera_goldens(
+    examples: Sequence[types.Artifact] | None,
+    per_class: int,
+    model_path: str,
+    files: Mapping[str, bytes],
+    default_variant: str,
+) -> dict[str, bytes]:
+    """Camera goldens from ExampleGen's newest ``examples`` artifact ({} without it or with ``per_class`` 0)."""
+    if not examples or per_class <= 0:
+        return {}
+    frames = pick_camera_frames(examples[-1].uri, per_class)
+    image_size = tflite_convert.input_image_shape(files[model_bucket.MODEL_FILE])[0]
+    return camera_golden_files(frames, model_path, files, default_variant, image_size)
+
+
 def camera_golden_files(
     frames: Sequence[tuple[str, int, bytes]],
     model_path: str,
@@ -349,3 +364,59 @@ def camera_golden_files(
     ).encode("utf-8")
     log.info("TFLitePusher: %d camera goldens (original RGB JPEGs from the eval split)", len(frames))
     return out
+
+
+# -- the manifest -----------------------------------------------------------------
+
+
+def verification_block(config: tflite_convert.VerifyConfig, data: EvalData) -> dict[str, Any]:
+    """The checks every variant went through, with their budgets and the data they ran on."""
+    return {
+        "size_budget_bytes": config.size_budget_bytes,
+        "latency_budget_ms": config.latency_budget_ms,
+        "damaged_recall_tolerance": config.damaged_recall_tolerance,
+        "parity_tolerances": dict(config.parity_tolerances),
+        "latency": "median of batch-1 invocations, 1 thread, host CPU",
+        "eval_examples": int(len(data.images)),
+        "calibration_examples": int(len(data.representative)),
+    }
+
+
+def manifest(
+    *,
+    model_name: str,
+    default_variant: str,
+    variants: Mapping[str, Mapping[str, Any]],
+    gate_metrics: Mapping[str, Any],
+    lineage: Mapping[str, Any],
+    image_shape: Sequence[int],
+    verification: Mapping[str, Any],
+    live_gate: Mapping[str, Any],
+    drift: Mapping[str, Any] | None,
+    splits: Mapping[str, Any] | None,
+    data_quality: Mapping[str, Any] | None,
+    labels: Sequence[str] = contract.LABELS,
+) -> dict[str, Any]:
+    """The version's ``manifest.json`` before publishing (:func:`components.model_bucket.publish` adds the rest).
+
+    Beside :func:`components.model_bucket.build_manifest`'s fields: the preprocessing contract
+    (for the default variant's image size), the verification settings, the comparison with the
+    live model, SpanDrift's report, the splits and the photos ExampleGen dropped.
+    """
+    return model_bucket.build_manifest(
+        model_name=model_name,
+        default_variant=default_variant,
+        variants=variants,
+        labels=labels,
+        gate_metrics=gate_metrics,
+        lineage=lineage,
+        image_shape=image_shape,
+        extra={
+            "preprocessing": preprocessing.preprocessing_contract(int(image_shape[0])),
+            "verification": dict(verification),
+            "live_gate": dict(live_gate),
+            "drift": drift,
+            "splits": splits,
+            "data_quality": data_quality,
+        },
+    )
