@@ -100,5 +100,6 @@ def convert_and_verify(
             eval_reference=data.reference,
             config=config,
         )
-    log.info("TFLitePusher verification:\n%s", tflite_convert.summarize(list(reports.values())))
+    for line in tflite_convert.summarize(list(reports.values())).splitlines():  # one log line each
+        log.info("TFLitePusher verification: %s", line)
     return Verified(blobs, reports)
