@@ -272,6 +272,12 @@ def _baseline_section(view: EvaluationView, table: pd.DataFrame, small: int) -> 
     )
 
 
+def _verdict_cell(check: Mapping[str, Any]) -> str:
+    """'passed' or 'failed' (styled), then each of the check's reasons on a line of its own."""
+    verdict = '<span class="pass">passed</span>' if check.get("passed") else '<span class="fail">failed</span>'
+    return verdict + "".join("<br>" + _e(reason) for reason in check.get("reasons") or [])
+
+
 def _variants_section(inputs: ReportInputs) -> str:
     manifest = inputs.manifest
     if not manifest:
@@ -291,9 +297,7 @@ def _variants_section(inputs: ReportInputs) -> str:
             f"{_e(label)}: {_num(recall.get(label))} <span class=muted>(SavedModel {_num(reference.get(label))})</span>"
             for label in labels or sorted(recall)
         )
-        verdict = '<span class="pass">passed</span>' if v.get("passed") else '<span class="fail">failed</span>'
-        if v.get("reasons"):
-            verdict += "<br>" + "<br>".join(_e(r) for r in v["reasons"])
+        verdict = _verdict_cell(v)
         rows.append(
             [
                 _e(name) + (" (default)" if name == manifest.get("default_variant") else ""),
@@ -340,9 +344,7 @@ def _live_section(inputs: ReportInputs) -> str:
             f"diff {_num((recall.get(label) or {}).get('diff'))})</span>"
             for label in labels or sorted(recall)
         )
-        verdict = '<span class="pass">passed</span>' if r.get("passed") else '<span class="fail">failed</span>'
-        if r.get("reasons"):
-            verdict += "<br>" + "<br>".join(_e(x) for x in r["reasons"])
+        verdict = _verdict_cell(r)
         rows.append(
             [
                 _e(name),
