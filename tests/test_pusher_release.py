@@ -214,3 +214,18 @@ def test_do_compares_with_live_and_refuses_a_worse_default(world, tmp_path):
     assert third.get_int_custom_property("pushed") == 1, third.get_string_custom_property("pushed_reason")
     latest = mb.read_manifest(bucket, "shelf_audit")
     assert latest["live_gate"]["enabled"] is False and latest["live_gate"]["variants"]["fp16"]["status"] == "disabled"
+
+
+def test_camera_goldens_that_cannot_be_made_do_not_block_the_release(world, tmp_path, monkeypatch, caplog):
+    world = {**world, "raw": _raw_examples(str(tmp_path))}
+
+    def broken(*args):
+        raise ValueError("a frame the contract cannot decode")
+
+    monkeypatch.setattr(release, "camera_goldens", broken)
+    bucket = str(tmp_path / "bucket")
+    pushed = _push(world, bucket, world["model"], "no-camera")
+    assert pushed.get_int_custom_property("pushed") == 1, pushed.get_string_custom_property("pushed_reason")
+    manifest = mb.read_manifest(bucket, "shelf_audit")
+    assert not any(name.startswith("golden/camera") for name in manifest["files"])
+    assert "a frame the contract cannot decode" in caplog.text

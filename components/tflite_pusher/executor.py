@@ -193,11 +193,16 @@ class Executor(pusher_executor.Executor):
         files, variant_entries = release.model_files(verified, config.default_variant, live)
         image_shape = tflite_convert.input_image_shape(verified.blobs[config.default_variant])
         golden = release.golden_files(files, data, config.default_variant)
-        golden.update(
-            release.camera_goldens(
-                input_dict.get(EXAMPLES_KEY), config.camera_per_class, model_path, files, config.default_variant
-            )
+        # Camera goldens help the app test its preprocessing; a failure to make them never blocks a release (logged).
+        camera = release.best_effort(
+            release.camera_goldens,
+            input_dict.get(EXAMPLES_KEY),
+            config.camera_per_class,
+            model_path,
+            files,
+            config.default_variant,
         )
+        golden.update(camera or {})
         manifest = release.manifest(
             model_name=config.model_name,
             default_variant=config.default_variant,
