@@ -1007,12 +1007,20 @@ def _replay_golden(contents: Mapping[str, bytes]) -> list[str]:
         except Exception as error:  # any load/run failure is a verdict, not a crash
             problems.append(f"{name}: does not load or run: {error}")
             continue
-        expected = np.array([s["expected"][name] for s in index["samples"]], dtype=np.float32)
-        tolerance = float(index["tolerance"].get(name, index["tolerance"].get("default", 1e-3)))
-        diff = float(np.max(np.abs(outputs - expected))) if len(expected) else 0.0
-        if not diff <= tolerance:
-            problems.append(f"{name}: golden outputs differ by {diff:.3g} > {tolerance:g}")
+        problems += _differs(name, outputs, index["samples"], index["tolerance"], "golden outputs")
     return problems + _replay_camera(contents, models)
+
+
+def _differs(
+    name: str, outputs: Any, samples: Sequence[Mapping[str, Any]], tolerances: Mapping[str, float], what: str
+) -> list[str]:
+    """``[problem]`` when a model's outputs stray from the samples' ``expected[name]`` beyond its tolerance, else []."""
+    import numpy as np
+
+    expected = np.array([s["expected"][name] for s in samples], dtype=np.float32)
+    tolerance = float(tolerances.get(name, tolerances.get("default", 1e-3)))
+    diff = float(np.max(np.abs(outputs - expected))) if len(expected) else 0.0
+    return [] if diff <= tolerance else [f"{name}: {what} differ by {diff:.3g} > {tolerance:g}"]
 
 
 def _replay_camera(contents: Mapping[str, bytes], models: Sequence[str]) -> list[str]:
@@ -1043,11 +1051,7 @@ def _replay_camera(contents: Mapping[str, bytes], models: Sequence[str]) -> list
         except Exception as error:  # a verdict, not a crash
             problems.append(f"{name}: does not run on the camera goldens: {error}")
             continue
-        expected = np.array([s["expected"][name] for s in samples], dtype=np.float32)
-        tolerance = float(index["tolerance"].get(name, 1e-3))
-        diff = float(np.max(np.abs(outputs - expected)))
-        if not diff <= tolerance:
-            problems.append(f"{name}: camera golden outputs differ by {diff:.3g} > {tolerance:g}")
+        problems += _differs(name, outputs, samples, index["tolerance"], "camera golden outputs")
     return problems
 
 

@@ -339,10 +339,10 @@ def _live_section(inputs: ReportInputs) -> str:
             continue
         recall = r.get("recall") or {}
         per_class = "<br>".join(
-            f"{_e(label)}: {_num((recall.get(label) or {}).get('candidate'))} "
-            f"<span class=muted>(live {_num((recall.get(label) or {}).get('live'))}, "
-            f"diff {_num((recall.get(label) or {}).get('diff'))})</span>"
+            f"{_e(label)}: {_num(c.get('candidate'))} "
+            f"<span class=muted>(live {_num(c.get('live'))}, diff {_num(c.get('diff'))})</span>"
             for label in labels or sorted(recall)
+            for c in [recall.get(label) or {}]
         )
         verdict = _verdict_cell(r)
         rows.append(
