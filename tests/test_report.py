@@ -366,6 +366,11 @@ def test_html_shows_each_variant_against_the_live_model(tmp_path):
     assert "7 of 70 (0.100)" in text and "recall of &#x27;ok&#x27; drops by 0.1000" in text
     assert "ok: 0.9000" in text and "live 1.0000" in text and "diff -0.1000" in text
     assert "no_live_model" in text and "no live model: first release" in text
+    # A first release compares nothing: the section says so instead of describing a comparison.
+    manifest["live_gate"]["variants"] = {"tasks": manifest["live_gate"]["variants"]["tasks"]}
+    first = build.build_html(build.ReportInputs(evaluation_uri=uri, manifest=manifest))
+    assert "No variant was compared with a live model" in first and "no live model: first release" in first
+    assert "next to the model that was live" not in first
 
 
 def _protos_of_baseline():

@@ -355,6 +355,10 @@ def _live_section(inputs: ReportInputs) -> str:
                 str(r.get("improvements", 0)),
             ]
         )
+    if not any(r.get("status") == "compared" for r in results.values()):
+        return "<p>No variant was compared with a live model (the reason is on each row).</p>" + _table(
+            ["variant", "vs live", "why not"], [row[:3] for row in rows]
+        )
     head = (
         f"<p>Before publishing, each variant ran on the eval split next to the model that was live "
         f"(thresholds: recall drop per class at most {_num(block.get('max_recall_drop'), 3)}, regressions at most "
