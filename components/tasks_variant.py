@@ -4,15 +4,19 @@ MediaPipe Tasks' ``ImageClassifier`` (what the Android app uses) only accepts a
 model whose single input is ``[1, H, W, 3]`` (or 4) ``uint8`` or ``float32``
 with RGB metadata, and it reads the class names from the model's TFLite
 metadata. Our other variants take gray ``[1, 128, 128, 1]`` float32 and carry
-no metadata, so MediaPipe refuses them. This variant wraps the *same* weights:
+no metadata, so MediaPipe refuses them. This variant runs the *same* weights:
 
 1. input ``image``: RGB ``uint8 [1, 128, 128, 3]``, raw 0..255 pixels (the
    frame MediaPipe has already resized to the input size);
 2. inside the model: cast to float32, ITU-R BT.601 luma
-   (:data:`shelf_model.preprocessing.GRAY_COEFFICIENTS`), ``tf.round`` and
+   (:func:`shelf_model.preprocessing.gray_of_rgb`), ``tf.round`` and
    clip to 0..255 (training fed integer gray pixels), ``[1, 128, 128, 1]``;
 3. the SavedModel's ``serving_image`` signature, unchanged;
 4. output ``probabilities``: float32 ``[1, 3]``.
+
+The Trainer exports steps 1-4 as the SavedModel's ``serving_rgb`` signature,
+which is converted like the ``fp16`` variant. For a model exported before that
+signature, :func:`rgb_module` builds the same steps around ``serving_image``.
 
 Weights are float16 like the ``fp16`` variant, builtin ops only. The metadata
 (model name and description, RGB image properties, normalisation mean 0 /
@@ -57,7 +61,7 @@ import numpy as np
 import tensorflow as tf
 
 from shelf_data.contract import LABELS
-from shelf_model import features
+from shelf_model import features, preprocessing
 from shelf_model.preprocessing import DEFAULT_IMAGE_SIZE, GRAY_COEFFICIENTS
 
 MODEL_NAME = "Shelf audit classifier: ok / misplaced / damaged"
@@ -119,17 +123,14 @@ def rgb_module(
         raise ValueError(
             f"{signature_key!r} takes {spec.shape}, expected [None, {image_size}, {image_size}, 1] gray images"
         )
-    coefficients = tf.constant(GRAY_COEFFICIENTS, dtype=tf.float32, shape=[1, 1, 1, CHANNELS])
 
     @tf.function(
         input_signature=[tf.TensorSpec([1, image_size, image_size, CHANNELS], tf.uint8, name=INPUT_NAME)],
         autograph=False,
     )
     def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
-        rgb = tf.cast(image, tf.float32)
-        gray = tf.reduce_sum(rgb * coefficients, axis=-1, keepdims=True)
-        # The Trainer saw whole gray levels (Transform stores uint8): round as the decoder did.
-        gray = tf.clip_by_value(tf.round(gray), 0.0, 255.0)
+        # The Trainer saw whole gray levels (Transform stores uint8): the same rounding as the signature.
+        gray = preprocessing.gray_of_rgb(image)
         probabilities = signature(**{features.IMAGE_INPUT: gray})[features.PROBABILITIES]
         return {OUTPUT_NAME: tf.identity(probabilities, name=OUTPUT_NAME)}
 
@@ -139,11 +140,31 @@ def rgb_module(
     return module
 
 
+def signature_keys(saved_model_dir: str) -> set[str]:
+    """The signatures a SavedModel exports, read from ``saved_model.pb`` without loading the model."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    # As ``tf.saved_model.load(...).signatures`` lists them: without the internal ``__saved_model_init_op``.
+    return {key for graph in proto.meta_graphs for key in graph.signature_def if not key.startswith("__")}
+
+
 def _convert_rgb(saved_model_dir: str, image_size: int | None, signature_key: str) -> bytes:
-    """The RGB wrapper as a float16-weight TFLite flatbuffer, without metadata."""
-    module = rgb_module(saved_model_dir, image_size=image_size, signature_key=signature_key)
-    concrete = module.serve.get_concrete_function()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
+    """The RGB model as a float16-weight TFLite flatbuffer, without metadata.
+
+    From the SavedModel's ``serving_rgb`` signature when the Trainer exported one
+    (a plain conversion, like ``fp16``); otherwise (models exported before it) from
+    :func:`rgb_module`, a wrapper traced here and converted from its concrete
+    function, which TensorFlow does by saving it again (about twice as slow).
+    """
+    rgb_exported = signature_key == features.IMAGE_SIGNATURE and image_size is None
+    if rgb_exported and features.RGB_SIGNATURE in signature_keys(saved_model_dir):
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[features.RGB_SIGNATURE])
+    else:
+        module = rgb_module(saved_model_dir, image_size=image_size, signature_key=signature_key)
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([module.serve.get_concrete_function()], module)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_types = [tf.float16]
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]

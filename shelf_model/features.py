@@ -17,6 +17,7 @@ UNKNOWN_LIGHTING = "unknown"
 SERVING_SIGNATURE = "serving_default"  # serialized tf.Example -> probabilities
 TRANSFORM_SIGNATURE = "transform_features"  # serialized tf.Example -> transformed features
 IMAGE_SIGNATURE = "serving_image"  # float32 pixels [None, size, size, 1], 0..255 -> probabilities
+RGB_SIGNATURE = "serving_rgb"  # uint8 RGB [None, size, size, 3], 0..255 -> probabilities (BT.601 gray inside)
 IMAGE_INPUT = "image"
 PROBABILITIES = "probabilities"
 

@@ -94,6 +94,18 @@ def preprocessing_contract(image_size: int = DEFAULT_IMAGE_SIZE) -> dict[str, An
     }
 
 
+def gray_of_rgb(images: tf.Tensor) -> tf.Tensor:
+    """RGB ``[..., 3]`` (uint8 or float, 0..255) -> float32 ``[..., 1]`` BT.601 gray in whole levels 0..255.
+
+    The gray the Trainer saw for an RGB frame: :data:`GRAY_COEFFICIENTS`, rounded
+    half to even and clipped, as Transform stores uint8. The SavedModel's
+    ``serving_rgb`` signature and the ``tasks`` TFLite variant apply it inside the model.
+    """
+    coefficients = tf.constant(GRAY_COEFFICIENTS, dtype=tf.float32)
+    gray = tf.reduce_sum(tf.cast(images, tf.float32) * coefficients, axis=-1, keepdims=True)
+    return tf.clip_by_value(tf.round(gray), 0.0, 255.0)
+
+
 def serialize_pixels(images: tf.Tensor) -> tf.Tensor:
     """uint8 ``[batch, h, w, 1]`` -> string ``[batch]`` (one serialized tensor each)."""
     return tf.map_fn(tf.io.serialize_tensor, images, fn_output_signature=tf.string)

@@ -20,9 +20,11 @@ from shelf_model.preprocessing import GRAY_COEFFICIENTS
 pytestmark = pytest.mark.component
 
 
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory) -> str:
-    return helpers.build_tiny_saved_model(str(tmp_path_factory.mktemp("tiny") / "Format-Serving"))
+@pytest.fixture(scope="module", params=["serving_rgb", "wrapper"])
+def saved_model(request, tmp_path_factory) -> str:
+    """The tiny model as the Trainer exports it now (with ``serving_rgb``), and as older models were (without)."""
+    rgb = request.param == "serving_rgb"
+    return helpers.build_tiny_saved_model(str(tmp_path_factory.mktemp("tiny") / "Format-Serving"), rgb=rgb)
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +186,23 @@ def test_add_metadata_rejects_bad_labels(tasks_model):
         tv.add_metadata(tasks_model, labels=[])
     with pytest.raises(ValueError, match="labels"):
         tv.add_metadata(tasks_model, labels=["ok", "two\nlines"])
+
+
+def test_converted_from_the_rgb_signature_when_the_model_exports_it(tmp_path, monkeypatch):
+    with_rgb = helpers.build_tiny_saved_model(str(tmp_path / "rgb"), rgb=True)
+    without = helpers.build_tiny_saved_model(str(tmp_path / "gray"))
+    assert "serving_rgb" in tv.signature_keys(with_rgb) and tv.signature_keys(without) == {"serving_image"}
+    wrapped = tc.convert(without, "tasks")
+
+    def no_wrapper(*args, **kwargs):
+        raise AssertionError("the wrapper must not be traced when the SavedModel has serving_rgb")
+
+    monkeypatch.setattr(tv, "rgb_module", no_wrapper)
+    direct = tc.convert(with_rgb, "tasks")
+    with pytest.raises(AssertionError, match="must not be traced"):
+        tc.convert(without, "tasks")
+    # Both ways give the same model: same input, metadata and outputs on colour frames.
+    assert tc.describe_io(direct)["input"]["shape"] == tc.describe_io(wrapped)["input"]["shape"] == [1, 128, 128, 3]
+    assert tv.read_metadata(direct)["labels"] == tv.read_metadata(wrapped)["labels"] == list(LABELS)
+    frames = _colour_frames(9, seed=8)
+    np.testing.assert_allclose(_run_rgb(direct, frames), _run_rgb(wrapped, frames), atol=1e-6)

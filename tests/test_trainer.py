@@ -364,12 +364,17 @@ def saved(exported):
     return tf.saved_model.load(exported.fn_args.serving_model_dir)
 
 
-def test_export_has_the_three_signatures(saved):
+def test_export_has_the_four_signatures(saved):
     assert set(saved.signatures) == {
         features.SERVING_SIGNATURE,
         features.TRANSFORM_SIGNATURE,
         features.IMAGE_SIGNATURE,
+        features.RGB_SIGNATURE,
     }
+    rgb_sig = saved.signatures[features.RGB_SIGNATURE]
+    (rgb_spec,) = rgb_sig.structured_input_signature[1].values()
+    assert list(rgb_sig.structured_input_signature[1]) == [features.IMAGE_INPUT]
+    assert rgb_spec.shape.as_list() == [None, SIZE, SIZE, 3] and rgb_spec.dtype == tf.uint8
     image_sig = saved.signatures[features.IMAGE_SIGNATURE]
     (spec,) = image_sig.structured_input_signature[1].values()
     assert list(image_sig.structured_input_signature[1]) == [features.IMAGE_INPUT]
@@ -402,3 +407,15 @@ def test_signatures_agree_on_raw_examples(saved):
     assert out[features.LANE_KEY].numpy().tolist() == [1, 2, 3]
     assert out[features.LIGHTING_KEY].numpy().tolist() == [b"unknown", b"dim", b"unknown"]
     np.testing.assert_array_equal(preprocessing.parse_pixels_batch(out[features.PIXELS_KEY]).numpy(), pixels.numpy())
+
+
+def test_rgb_signature_is_the_image_signature_on_bt601_gray(saved):
+    rng = np.random.default_rng(3)
+    base = np.array([30, 128, 230]).reshape(3, 1, 1, 1)
+    frames = np.clip(base + rng.integers(-60, 61, size=(3, SIZE, SIZE, 3)), 0, 255).astype(np.uint8)
+    from_rgb = saved.signatures[features.RGB_SIGNATURE](image=tf.constant(frames))[features.PROBABILITIES].numpy()
+    gray = np.round(frames.astype(np.float32) @ np.array(preprocessing.GRAY_COEFFICIENTS, np.float32))[..., None]
+    from_gray = saved.signatures[features.IMAGE_SIGNATURE](image=tf.constant(np.clip(gray, 0, 255)))
+    # A pixel whose luma sits at x.5 may round the other way (summation order): one gray level, ~1e-4.
+    np.testing.assert_allclose(from_rgb, from_gray[features.PROBABILITIES].numpy(), atol=1e-3)
+    assert np.abs(from_rgb[0] - from_rgb[2]).max() > 1e-4  # not a constant model

@@ -26,13 +26,15 @@ IMAGE_SHAPE = (128, 128, 1)
 _CLASS_BRIGHTNESS = (25, 128, 230)
 
 
-def build_tiny_saved_model(export_dir: str, bias_shift: float = 0.0) -> str:
+def build_tiny_saved_model(export_dir: str, bias_shift: float = 0.0, rgb: bool = False) -> str:
     """Export the brightness classifier with a ``serving_image`` signature.
 
     Args:
         export_dir: SavedModel folder to write.
         bias_shift: added to the ``misplaced`` logit: a different model with
             a different fingerprint (same predictions for small values).
+        rgb: also export ``serving_rgb`` (uint8 RGB, BT.601 gray inside) as the
+            Trainer does; without it the model looks like one exported before that signature.
 
     Returns:
         ``export_dir``.
@@ -56,7 +58,16 @@ def build_tiny_saved_model(export_dir: str, bias_shift: float = 0.0) -> str:
     def serve_image(image):
         return {"probabilities": model(image, training=False)}
 
-    tf.saved_model.save(model, export_dir, signatures={"serving_image": serve_image})
+    signatures = {"serving_image": serve_image}
+    if rgb:
+        from shelf_model.preprocessing import gray_of_rgb
+
+        @tf.function(input_signature=[tf.TensorSpec([None, *IMAGE_SHAPE[:2], 3], tf.uint8, name="image")])
+        def serve_rgb(image):
+            return serve_image(gray_of_rgb(image))
+
+        signatures["serving_rgb"] = serve_rgb
+    tf.saved_model.save(model, export_dir, signatures=signatures)
     return export_dir
 
 
