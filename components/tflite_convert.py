@@ -113,31 +113,66 @@ def convert(
     Raises:
         ValueError: unknown variant, or int8 without representative images.
     """
-    _check_variant(variant)
-    if variant == "tasks":
-        # Imported here: only this variant needs tflite-support's metadata writer.
-        from components import tasks_variant
+    return convert_many(saved_model_dir, [variant], representative_images, signature_key)[variant]
 
-        return tasks_variant.convert_tasks(saved_model_dir, labels=LABELS, signature_key=signature_key)
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[signature_key])
+
+def convert_many(
+    saved_model_dir: str,
+    variants: Sequence[str],
+    representative_images: np.ndarray | None = None,
+    signature_key: str = DEFAULT_SIGNATURE,
+) -> dict[str, bytes]:
+    """Convert several variants of one SavedModel: ``{variant: .tflite bytes}`` in the order asked for.
+
+    The gray variants share one converter: ``from_saved_model`` loads the whole
+    SavedModel (about a second for the Trainer's), and each ``convert()`` reads
+    the options anew, so only the options change between variants. Every option
+    a variant depends on is set each time, so the bytes are those of a fresh
+    converter (tested). Arguments as :func:`convert`.
+    """
+    for variant in variants:
+        _check_variant(variant)
+    if "int8" in variants and (representative_images is None or len(representative_images) == 0):
+        raise ValueError("variant='int8' needs representative_images (training images, 0..255)")
+    converter = None
+    blobs: dict[str, bytes] = {}
+    for variant in variants:
+        if variant == "tasks":
+            # Imported here: only this variant needs tflite-support's metadata writer.
+            from components import tasks_variant
+
+            blobs[variant] = tasks_variant.convert_tasks(saved_model_dir, labels=LABELS, signature_key=signature_key)
+            continue
+        if converter is None:
+            converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[signature_key])
+        _set_options(converter, variant, representative_images)
+        blobs[variant] = bytes(converter.convert())
+    return blobs
+
+
+def _set_options(converter: tf.lite.TFLiteConverter, variant: str, representative_images: np.ndarray | None) -> None:
+    """Every converter option the gray variants differ in, set from scratch (the converter is reused)."""
+    converter.optimizations = []
+    converter.target_spec.supported_types = set()
+    converter.target_spec.supported_ops = {tf.lite.OpsSet.TFLITE_BUILTINS}
+    converter.representative_dataset = None
+    converter.inference_input_type = tf.float32
+    converter.inference_output_type = tf.float32
     if variant == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
+        converter.target_spec.supported_types = {tf.float16}
     elif variant == "dynamic":
         # Optimize.DEFAULT without a representative dataset = dynamic range.
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif variant == "int8":
-        if representative_images is None or len(representative_images) == 0:
-            raise ValueError("variant='int8' needs representative_images (training images, 0..255)")
         images = np.asarray(representative_images)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: _representative_dataset(images)
         # Integer builtins only: conversion fails instead of silently keeping
         # float ops the device's integer kernels would not run.
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.target_spec.supported_ops = {tf.lite.OpsSet.TFLITE_BUILTINS_INT8}
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.float32
-    return bytes(converter.convert())
 
 
 def input_image_shape(model_bytes: bytes) -> tuple[int, int, int]:
@@ -277,12 +312,28 @@ def describe_io(model_bytes: bytes) -> dict[str, dict[str, Any]]:
     }
 
 
+def load_saved_model(saved_model: str | Any) -> Any:
+    """``tf.saved_model.load`` of a folder; an object it already returned comes back as it is.
+
+    Loading the Trainer's SavedModel takes about a second: a caller that needs it
+    several times (the pusher: eval reference, camera goldens, report gallery)
+    loads it once and passes the loaded object.
+    """
+    return tf.saved_model.load(saved_model) if isinstance(saved_model, str) else saved_model
+
+
 def saved_model_predict(
-    saved_model_dir: str, images: np.ndarray, signature_key: str = DEFAULT_SIGNATURE, batch_size: int = 64
+    saved_model: str | Any, images: np.ndarray, signature_key: str = DEFAULT_SIGNATURE, batch_size: int = 64
 ) -> np.ndarray:
-    """Probabilities of the SavedModel's image signature (the reference)."""
-    loaded = tf.saved_model.load(saved_model_dir)
-    signature = loaded.signatures[signature_key]
+    """Probabilities of the SavedModel's image signature (the reference).
+
+    Args:
+        saved_model: the SavedModel folder, or the model :func:`load_saved_model` loaded from it.
+        images: ``[N, H, W, C]`` pixels 0..255 at the signature's size.
+        signature_key: the image signature.
+        batch_size: images per call.
+    """
+    signature = load_saved_model(saved_model).signatures[signature_key]
     shape = signature.structured_input_signature[1][INPUT_KEY].shape[1:]
     images = np.asarray(images, dtype=np.float32).reshape((-1, *shape))
     outputs = [
@@ -371,6 +422,7 @@ def verify_variant(
     eval_labels: np.ndarray,
     eval_reference: np.ndarray,
     config: VerifyConfig | None = None,
+    eval_outputs: np.ndarray | None = None,
 ) -> VariantReport:
     """Check a converted variant against the SavedModel and the budgets.
 
@@ -388,6 +440,8 @@ def verify_variant(
         eval_labels: its labels.
         eval_reference: the SavedModel's probabilities for it.
         config: budgets and tolerances.
+        eval_outputs: the variant's probabilities on ``eval_images`` when the caller
+            has run it already (:func:`run_tflite`); None: run here.
 
     Returns:
         A :class:`VariantReport`.
@@ -402,7 +456,7 @@ def verify_variant(
     if tolerance is not None and not parity <= tolerance:
         reasons.append(f"parity: max abs diff {parity:.3g} on {len(golden_out)} golden samples > {tolerance:g}")
 
-    eval_out = run_tflite(model_bytes, eval_images)
+    eval_out = run_tflite(model_bytes, eval_images) if eval_outputs is None else np.asarray(eval_outputs)
     agreement = (
         float(np.mean(np.argmax(eval_out, axis=1) == np.argmax(eval_reference, axis=1))) if len(eval_out) else None
     )
@@ -498,30 +552,41 @@ def load_images(split_dir: str, limit: int | None = None) -> tuple[np.ndarray, n
     return np.concatenate(images), np.concatenate(labels).astype(np.int64)
 
 
-def sample_split(split_dir: str, count: int, seed: int = 0) -> np.ndarray:
+def sample_split(split_dir: str, count: int, seed: int = 0, batch_size: int = 512) -> np.ndarray:
     """A uniform random sample of ``count`` images from one split, read in one pass.
 
-    Reservoir sampling: memory holds ``count`` images whatever the split's size
-    (the whole train split of a 54,000-photo window would be 0.7 GB decoded).
-    Deterministic for a given split and seed.
+    Each record draws a random key and the ``count`` smallest keys win (bottom-k
+    sampling, a reservoir sample in batches). Memory holds ``count`` serialized
+    images plus one batch whatever the split's size (the whole train split of a
+    54,000-photo window would be 0.7 GB decoded), and only the chosen images are
+    decoded. Deterministic for a given split and seed; returned in file order.
     """
     files = _split_files(split_dir)
     if not files:
         raise FileNotFoundError(f"no TFRecord files in {split_dir}")
     spec = {PIXELS_KEY: tf.io.FixedLenFeature([], tf.string)}
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").map(
-        lambda r: tf.io.parse_tensor(tf.io.parse_single_example(r, spec)[PIXELS_KEY], out_type=tf.uint8)
+    dataset = (
+        tf.data.TFRecordDataset(files, compression_type="GZIP")
+        .batch(batch_size)
+        .map(lambda records: tf.io.parse_example(records, spec)[PIXELS_KEY])
     )
     rng = np.random.default_rng(seed)
-    reservoir: list[np.ndarray] = []
-    for seen, pixels in enumerate(dataset.as_numpy_iterator()):
-        if seen < count:
-            reservoir.append(pixels)
-        else:
-            slot = int(rng.integers(0, seen + 1))
-            if slot < count:
-                reservoir[slot] = pixels
-    return np.stack(reservoir) if reservoir else np.zeros((0, 0, 0, 1), dtype=np.uint8)
+    keys = np.zeros(0, dtype=np.float64)
+    order = np.zeros(0, dtype=np.int64)  # position of each kept record in the split
+    kept = np.zeros(0, dtype=object)  # its serialized pixels
+    seen = 0
+    for serialized in dataset.as_numpy_iterator():
+        keys = np.concatenate([keys, rng.random(len(serialized))])
+        order = np.concatenate([order, np.arange(seen, seen + len(serialized))])
+        kept = np.concatenate([kept, np.asarray(list(serialized), dtype=object)])
+        seen += len(serialized)
+        if len(keys) > count:
+            best = np.argpartition(keys, count - 1)[:count] if count > 0 else np.zeros(0, dtype=np.int64)
+            keys, order, kept = keys[best], order[best], kept[best]
+    if not len(kept):
+        return np.zeros((0, 0, 0, 1), dtype=np.uint8)
+    in_file_order = np.argsort(order)
+    return np.stack([tf.io.parse_tensor(kept[i], out_type=tf.uint8).numpy() for i in in_file_order])
 
 
 def summarize(reports: Sequence[VariantReport]) -> str:

@@ -82,6 +82,33 @@ def test_load_eval_data_and_convert_and_verify(world):
     verified = verification.convert_and_verify(world["model_path"], ["fp32", "int8"], data, tc.VerifyConfig())
     assert list(verified.blobs) == ["fp32", "int8"] and verified.passed("fp32") and verified.passed("int8")
     assert verified.reports["int8"].eval_count == 30
+    # Each variant's eval outputs are kept for the live gate, and they are what the report was computed from.
+    for variant in ("fp32", "int8"):
+        outputs = verified.eval_outputs[variant]
+        np.testing.assert_array_equal(outputs, tc.run_tflite(verified.blobs[variant], data.images))
+        agreement = float(np.mean(outputs.argmax(1) == data.reference.argmax(1)))
+        assert verified.reports[variant].agreement == pytest.approx(agreement)
+
+
+def test_a_loaded_saved_model_is_used_as_it_is(world):
+    loaded = tc.load_saved_model(world["model_path"])
+    assert tc.load_saved_model(loaded) is loaded
+    data = world["data"]
+    np.testing.assert_allclose(tc.saved_model_predict(loaded, data.images), data.reference, atol=1e-6)
+    # verify_variant takes outputs already computed instead of running the model again: wrong ones show.
+    blob = tc.convert(world["model_path"], "fp32")
+    wrong = np.roll(data.reference, 1, axis=1)
+    report = tc.verify_variant(
+        blob,
+        "fp32",
+        golden_images=data.golden_images,
+        golden_reference=data.golden_reference,
+        eval_images=data.images,
+        eval_labels=data.labels,
+        eval_reference=data.reference,
+        eval_outputs=wrong,
+    )
+    assert report.agreement == 0.0 and not report.passed
 
 
 def test_pick_camera_frames_takes_rgb_jpegs_per_class_in_file_order(tmp_path):

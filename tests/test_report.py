@@ -592,6 +592,12 @@ def test_gallery_shows_mistakes_from_the_preferred_slices_first(tmp_path, make_i
     assert first.true_label in LABELS and first.predicted in LABELS and first.predicted != first.true_label
     assert first.probability == pytest.approx(0.8) and first.true_probability == pytest.approx(0.1)
     assert first.lighting == "dim" and first.record.startswith("data_tfrecord-00000-of-00001.gz#")
+    # The pusher passes the SavedModel it has loaded: the same gallery, without loading it from the folder.
+    loaded = tf.saved_model.load(os.path.join(model_uri, "Format-Serving"))
+    again = examples.misclassified(
+        str(tmp_path / "no-model"), examples_uri, limit=4, prefer=[("device_id", "d1")], loaded=loaded
+    )
+    assert (again[1], again[2]) == (wrong, read) and [p.record for p in again[0]] == [p.record for p in photos]
     counts = examples.count_examples(examples_uri)
     assert counts["total"] == 17
     assert counts["splits"]["eval"] == {"ok": 4, "misplaced": 4, "damaged": 4}

@@ -6,6 +6,8 @@ misplaced between, damaged above 0.75 (tests/tflite_helpers.py).
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -188,19 +190,16 @@ def test_add_metadata_rejects_bad_labels(tasks_model):
         tv.add_metadata(tasks_model, labels=["ok", "two\nlines"])
 
 
-def test_converted_from_the_rgb_signature_when_the_model_exports_it(tmp_path, monkeypatch):
+def test_converted_from_the_rgb_signature_when_the_model_exports_it(tmp_path):
     with_rgb = helpers.build_tiny_saved_model(str(tmp_path / "rgb"), rgb=True)
     without = helpers.build_tiny_saved_model(str(tmp_path / "gray"))
     assert "serving_rgb" in tv.signature_keys(with_rgb) and tv.signature_keys(without) == {"serving_image"}
     wrapped = tc.convert(without, "tasks")
-
-    def no_wrapper(*args, **kwargs):
-        raise AssertionError("the wrapper must not be traced when the SavedModel has serving_rgb")
-
-    monkeypatch.setattr(tv, "rgb_module", no_wrapper)
-    direct = tc.convert(with_rgb, "tasks")
-    with pytest.raises(AssertionError, match="must not be traced"):
-        tc.convert(without, "tasks")
+    with mock.patch.object(tv, "rgb_module", side_effect=AssertionError("wrapper traced")) as wrapper:
+        direct = tc.convert(with_rgb, "tasks")
+        wrapper.assert_not_called()  # serving_rgb converted as it is
+        with pytest.raises(AssertionError, match="wrapper traced"):
+            tc.convert(without, "tasks")
     # Both ways give the same model: same input, metadata and outputs on colour frames.
     assert tc.describe_io(direct)["input"]["shape"] == tc.describe_io(wrapped)["input"]["shape"] == [1, 128, 128, 3]
     assert tv.read_metadata(direct)["labels"] == tv.read_metadata(wrapped)["labels"] == list(LABELS)

@@ -35,6 +35,27 @@ def reference(saved_model, data) -> np.ndarray:
     return tc.saved_model_predict(saved_model, data[0])
 
 
+@pytest.mark.parametrize("order", [("int8", "fp32", "dynamic", "tasks", "fp16"), ("fp16", "dynamic", "int8")])
+def test_one_converter_for_many_variants_gives_each_variant_s_own_bytes(saved_model, data, converted, order):
+    # Options must not leak from one variant to the next (int8 first sets them all).
+    many = tc.convert_many(saved_model, list(order), representative_images=data[0])
+    assert list(many) == list(order)
+    for variant in order:
+        if variant == "tasks":  # its own conversion (not shared); traced anew, so names may differ: compare outputs
+            np.testing.assert_array_equal(
+                tc.run_tflite(many[variant], data[0]), tc.run_tflite(converted[variant], data[0])
+            )
+        else:
+            assert many[variant] == converted[variant], variant
+
+
+def test_convert_many_needs_calibration_images_before_converting_anything(saved_model):
+    with pytest.raises(ValueError, match="representative_images"):
+        tc.convert_many(saved_model, ["fp16", "int8"])
+    with pytest.raises(ValueError, match="variant must be one of"):
+        tc.convert_many(saved_model, ["fp16", "int4"])
+
+
 @pytest.mark.parametrize("variant", tc.VARIANTS)
 def test_each_variant_loads_and_runs(converted, data, reference, variant):
     out = tc.run_tflite(converted[variant], data[0])

@@ -44,6 +44,7 @@ class ReportInputs:
     evaluation_uri: str
     blessing_uri: str | None = None
     model_uri: str | None = None  # the Trainer's model artifact (SavedModel under Format-Serving)
+    model: Any = None  # that SavedModel already loaded (the pusher has it): the gallery does not load it again
     examples_uri: str | None = None  # ExampleGen's output (raw photos, Split-*/)
     statistics_uri: str | None = None
     anomalies_uri: str | None = None
@@ -381,7 +382,7 @@ def _gallery_section(inputs: ReportInputs, table: pd.DataFrame) -> str:
 
     worst = _worst_slices(table, inputs.small_slice)
     photos, wrong, read = examples.misclassified(
-        inputs.model_uri, inputs.examples_uri, limit=inputs.gallery_count, prefer=worst
+        inputs.model_uri, inputs.examples_uri, limit=inputs.gallery_count, prefer=worst, loaded=inputs.model
     )
     worst_text = ", ".join(f"{f}={v}" for f, v in worst) or f"none with at least {inputs.small_slice} photos"
     head = (

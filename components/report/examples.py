@@ -171,11 +171,13 @@ def misclassified(
     prefer: Sequence[tuple[str, str]] = (),
     split: str = "eval",
     batch_size: int = 64,
+    loaded: Any = None,
 ) -> tuple[list[Photo], int, int]:
     """Photos of ``split`` the candidate classifies wrongly, at most ``limit``.
 
     Photos in the ``prefer`` slices (``(feature, value)``, the worst first) come first,
-    then the most confident mistakes. Returns ``(photos, wrong, read)``.
+    then the most confident mistakes. Returns ``(photos, wrong, read)``. ``loaded``:
+    the SavedModel of ``model_uri`` when the caller has already loaded it.
 
     Raises:
         FileNotFoundError: the split has no files (the message names the folder).
@@ -187,7 +189,8 @@ def misclassified(
     files = split_files(examples_uri, split)
     if not files:
         raise FileNotFoundError(f"no {split} split in {examples_uri} (no Split-{split}/ files)")
-    loaded = tf.saved_model.load(serving_model_dir(model_uri))
+    if loaded is None:
+        loaded = tf.saved_model.load(serving_model_dir(model_uri))
     serve = loaded.signatures[features.SERVING_SIGNATURE]
     wrong: list[tuple[tuple[int, float], dict[str, Any]]] = []
     read = 0

@@ -29,6 +29,7 @@ def report_files(
     input_dict: Mapping[str, Sequence[Any]],
     manifest: Mapping[str, Any],
     model_dir: str | None = None,
+    model: Any = None,
 ) -> dict[str, bytes]:
     """``{"report.html": bytes}`` for ``model_bucket.publish(extra_files=...)``, or ``{}`` when it failed (logged).
 
@@ -37,6 +38,7 @@ def report_files(
             ``examples`` (ExampleGen's), ``statistics``, ``drift`` (each optional but the evaluation).
         manifest: the manifest about to be published (its variant checks go in the report).
         model_dir: the SavedModel folder (default: the ``model`` input's uri).
+        model: that SavedModel already loaded (not loaded again for the gallery).
     """
     evaluation = _uri(input_dict, "model_evaluation")
     if not evaluation:
@@ -48,6 +50,7 @@ def report_files(
         evaluation_uri=evaluation,
         blessing_uri=_uri(input_dict, "model_blessing"),
         model_uri=model_dir or _uri(input_dict, "model"),
+        model=model,
         examples_uri=examples[-1].uri if examples else None,
         statistics_uri=_uri(input_dict, "statistics"),
         anomalies_uri=_uri(input_dict, "anomalies"),

@@ -169,7 +169,9 @@ class Executor(pusher_executor.Executor):
 
         # 3. Convert and verify every variant on the eval split.
         examples = artifact_utils.get_single_instance(input_dict[TRANSFORMED_EXAMPLES_KEY])
-        data = verification.load_eval_data(model_path, examples, config.representative_count, config.golden_count)
+        # Loaded once for the eval reference, the camera goldens and the report's gallery (~1 s each time).
+        saved_model = tflite_convert.load_saved_model(model_path)
+        data = verification.load_eval_data(saved_model, examples, config.representative_count, config.golden_count)
         verified = verification.convert_and_verify(model_path, config.variants, data, config.verify)
         if not verified.passed(config.default_variant):
             reasons = verified.reports[config.default_variant].reasons
@@ -198,7 +200,7 @@ class Executor(pusher_executor.Executor):
             release.camera_goldens,
             input_dict.get(EXAMPLES_KEY),
             config.camera_per_class,
-            model_path,
+            saved_model,
             files,
             config.default_variant,
         )
@@ -217,7 +219,7 @@ class Executor(pusher_executor.Executor):
             data_quality=release.data_quality_block(input_dict.get(EXAMPLES_KEY)),
         )
         # The HTML run report goes in the version; built in memory first, {} when it failed (logged loudly).
-        extra_files = run_report.report_files(input_dict, manifest, model_dir=model_path)
+        extra_files = run_report.report_files(input_dict, manifest, model_dir=model_path, model=saved_model)
         result = model_bucket.publish(
             config.bucket,
             config.model_name,
@@ -277,6 +279,7 @@ class Executor(pusher_executor.Executor):
                 LABELS,
                 live_probs_cache=cache,
                 live_reason=why,
+                candidate_probs=verified.eval_outputs.get(variant),
             )
             line = live_gate.summary(result)
             logging.info("TFLitePusher: %s", line)

@@ -294,7 +294,7 @@ def pick_camera_frames(examples_uri: str, per_class: int, split: str = splits.EV
 def camera_goldens(
     examples: Sequence[types.Artifact] | None,
     per_class: int,
-    model_path: str,
+    model: str | Any,
     files: Mapping[str, bytes],
     default_variant: str,
 ) -> dict[str, bytes]:
@@ -303,12 +303,12 @@ def camera_goldens(
         return {}
     frames = pick_camera_frames(examples[-1].uri, per_class)
     image_size = tflite_convert.input_image_shape(files[model_bucket.MODEL_FILE])[0]
-    return camera_golden_files(frames, model_path, files, default_variant, image_size)
+    return camera_golden_files(frames, model, files, default_variant, image_size)
 
 
 def camera_golden_files(
     frames: Sequence[tuple[str, int, bytes]],
-    model_path: str,
+    model: str | Any,
     files: Mapping[str, bytes],
     default_variant: str,
     image_size: int,
@@ -317,7 +317,8 @@ def camera_golden_files(
 
     Each model file is fed the frame prepared by the preprocessing contract for its
     input (gray for the gray variants, RGB for the Tasks variant); ``savedmodel`` is
-    the trained model on Transform's own preprocessing of the same bytes.
+    the trained model on Transform's own preprocessing of the same bytes (``model``:
+    the SavedModel folder, or the model already loaded from it).
     """
     if not frames:
         return {}
@@ -328,7 +329,7 @@ def camera_golden_files(
         )
         for channels in (1, 3)
     }
-    reference = tflite_convert.saved_model_predict(model_path, inputs[1])
+    reference = tflite_convert.saved_model_predict(model, inputs[1])
     inputs_of = {name: tflite_convert.input_image_shape(blob)[-1] for name, blob in models.items()}
     expected = {name: tflite_convert.run_tflite(blob, inputs[inputs_of[name]]) for name, blob in models.items()}
     out: dict[str, bytes] = {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from tfx import types
@@ -46,12 +47,12 @@ class EvalData:
 
 
 def load_eval_data(
-    model_path: str, transformed_examples: types.Artifact, representative_count: int, golden_count: int
+    model: str | Any, transformed_examples: types.Artifact, representative_count: int, golden_count: int
 ) -> EvalData:
     """Read calibration (train) and verification (eval) images and run the SavedModel on the eval split.
 
     Args:
-        model_path: the SavedModel folder.
+        model: the SavedModel folder, or the model loaded from it (``tflite_convert.load_saved_model``).
         transformed_examples: Transform's ``transformed_examples`` artifact (``Split-train``, ``Split-eval``).
         representative_count: calibration images to sample from the train split.
         golden_count: golden samples to pick from the eval split (spread over the classes).
@@ -60,7 +61,7 @@ def load_eval_data(
         artifact_utils.get_split_uri([transformed_examples], splits.TRAIN), representative_count
     )
     images, labels = tflite_convert.load_images(artifact_utils.get_split_uri([transformed_examples], splits.EVAL))
-    reference = tflite_convert.saved_model_predict(model_path, images)
+    reference = tflite_convert.saved_model_predict(model, images)
     golden_index = tflite_convert.select_golden_indices(labels, golden_count)
     log.info(
         "TFLitePusher: %d calibration images, %d eval images, %d golden samples",
@@ -73,10 +74,12 @@ def load_eval_data(
 
 @dataclasses.dataclass(frozen=True)
 class Verified:
-    """Every variant's bytes and verification report, in the order asked for."""
+    """Every variant's bytes, verification report and probabilities on the eval split, in the order asked for."""
 
     blobs: dict[str, bytes]
     reports: dict[str, tflite_convert.VariantReport]
+    # What each variant gave on ``EvalData.images``: the live gate compares them without running the variant again.
+    eval_outputs: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     def passed(self, variant: str) -> bool:
         return self.reports[variant].passed
@@ -86,10 +89,11 @@ def convert_and_verify(
     model_path: str, variants: Sequence[str], data: EvalData, config: tflite_convert.VerifyConfig
 ) -> Verified:
     """Convert each variant and check it against the SavedModel, the budgets and the damaged recall."""
-    blobs: dict[str, bytes] = {}
     reports: dict[str, tflite_convert.VariantReport] = {}
+    outputs: dict[str, np.ndarray] = {}
+    blobs = tflite_convert.convert_many(model_path, variants, representative_images=data.representative)
     for variant in variants:
-        blobs[variant] = tflite_convert.convert(model_path, variant, representative_images=data.representative)
+        outputs[variant] = tflite_convert.run_tflite(blobs[variant], data.images)
         reports[variant] = tflite_convert.verify_variant(
             blobs[variant],
             variant,
@@ -99,7 +103,8 @@ def convert_and_verify(
             eval_labels=data.labels,
             eval_reference=data.reference,
             config=config,
+            eval_outputs=outputs[variant],
         )
     for line in tflite_convert.summarize(list(reports.values())).splitlines():  # one log line each
         log.info("TFLitePusher verification: %s", line)
-    return Verified(blobs, reports)
+    return Verified(blobs, reports, outputs)
