@@ -39,7 +39,7 @@ COUNT, SEED, EPOCHS = 1800, 7, 3
 # version whatever 3 epochs on 1,800 photos reach; the figures measured are the re-runs.
 CONFIG = """
 name = "shelf-audit-bench-rerun"
-beam_args = ["--direct_num_workers=1"]
+beam_args = []
 [training]
 weights = "none"
 epochs = 15

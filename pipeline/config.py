@@ -161,7 +161,10 @@ class PipelineConfig:
     kubeflow: KubeflowConfig = dataclasses.field(default_factory=KubeflowConfig)
     metadata: MetadataConfig = dataclasses.field(default_factory=MetadataConfig)
     drift: DriftConfig = dataclasses.field(default_factory=DriftConfig)
-    beam_args: Sequence[str] = ("--direct_num_workers=1",)
+    # Empty: Beam's DirectRunner with its defaults (one worker, in memory). Any beam_args without a flag that
+    # ships the code (--sdk_container_image, --extra_packages, --setup_file, ...) make TFX build an sdist of
+    # itself in every Beam stage, for remote workers (pipeline.local_runner.tfx_builds_its_own_package).
+    beam_args: Sequence[str] = ()
 
     def replace(self, **sections: Any) -> PipelineConfig:
         """Return a copy with whole sections or fields replaced (then validated)."""

@@ -51,7 +51,7 @@ def test_demo_config_loads_with_its_values():
     assert g.max_drop == pytest.approx(0.01)
     assert tuple(g.slices) == ("label", "lane_id", "device_id", "lighting")
     assert (tuple(config.push.variants), config.push.default_variant) == (("fp16", "int8", "tasks"), "fp16")
-    assert tuple(config.beam_args) == ("--direct_num_workers=1",)
+    assert tuple(config.beam_args) == ()  # the DirectRunner's defaults; TFX then stages nothing
 
 
 def test_production_config_loads_imagenet_15_epochs_and_dataflow():

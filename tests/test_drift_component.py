@@ -56,7 +56,7 @@ def _run(data: Path, out: Path, newest: int, spans: str | None = None, **changes
     report = standard_artifacts.ExampleAnomalies()
     report.uri = str(out / "drift")
     executor = drift.SpanDrift.EXECUTOR_SPEC.executor_class(
-        BaseBeamExecutor.Context(beam_pipeline_args=["--direct_num_workers=1"], tmp_dir=str(out / "tmp"))
+        BaseBeamExecutor.Context(beam_pipeline_args=[], tmp_dir=str(out / "tmp"))
     )
     properties = {"input_base": str(data), "split_pattern": SPLIT_PATTERN, "settings": _settings(**changes)}
     executor.Do({"examples": [examples], "schema": [schema]}, {"drift": [report]}, properties)

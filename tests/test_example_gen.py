@@ -179,7 +179,7 @@ def test_local_pipeline_reads_every_span_of_the_window(data, tmp_path):
         pipeline_root=str(tmp_path / "root"),
         components=[gen],
         metadata_connection_config=connection,
-        beam_pipeline_args=["--direct_num_workers=1"],
+        beam_pipeline_args=[],
     )
     tfx.orchestration.LocalDagRunner().run(dag)
     with metadata.Metadata(connection) as m:

@@ -6,8 +6,10 @@ import dataclasses
 import json
 import logging
 import os
+from unittest import mock
 
 import pytest
+from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
 
 from pipeline import config as config_lib
 from pipeline.pipeline import code_fingerprint, create_pipeline, run_inputs
@@ -170,3 +172,36 @@ def test_a_partition_feature_keeps_a_lane_on_one_side(tmp_path, production):
         c for c in create_pipeline(config, str(tmp_path / "root"), inputs).components if c.id == "ImportExampleGen"
     )
     assert json.loads(gen.exec_properties["output_config"])["split_config"]["partition_feature_name"] == "lane_id"
+
+
+class _BeamStage(BaseBeamExecutor):
+    """A Beam executor that is only constructed (where TFX decides whether to package itself)."""
+
+    def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 - TFX's name
+        raise AssertionError("not run")
+
+
+@pytest.mark.parametrize(
+    "beam_args",
+    [
+        (),
+        ("--direct_num_workers=2",),
+        ("--direct_running_mode=multi_processing", "--direct_num_workers=2"),
+        ("--runner=DataflowRunner", "--sdk_container_image=registry/shelf-audit:1"),
+        ("--setup_file=./setup.py",),
+    ],
+)
+def test_we_know_when_tfx_packages_itself_for_beam(tmp_path, beam_args):
+    # Why the demo has no beam_args: TFX's Beam executors build an sdist of TFX for remote
+    # workers whenever beam_args are given without a way to ship code, in every stage of every run.
+    from tfx.utils import dependency_utils
+
+    from pipeline.local_runner import tfx_builds_its_own_package
+
+    with mock.patch.object(dependency_utils, "build_ephemeral_package", return_value="/x/tfx.tar.gz") as build:
+        _BeamStage(BaseBeamExecutor.Context(beam_pipeline_args=list(beam_args), tmp_dir=str(tmp_path)))
+    assert build.called == tfx_builds_its_own_package(beam_args)
+    assert build.called == (
+        beam_args in {("--direct_num_workers=2",), ("--direct_running_mode=multi_processing", "--direct_num_workers=2")}
+    )
+    assert not tfx_builds_its_own_package(config_lib.load("configs/demo.toml").beam_args)
