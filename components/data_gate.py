@@ -24,10 +24,9 @@ import logging
 import os
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2
-from tfx import v1 as tfx
 from tfx.dsl.component.experimental.annotations import InputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
-from tfx.types import artifact_utils
+from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import io_utils
 
 from components import bad_records, splits
@@ -49,7 +48,7 @@ class DataAnomaliesError(RuntimeError):
     """The examples break the curated schema, hold too many unusable photos, or lack a class."""
 
 
-def anomaly_lines(artifact: tfx.types.standard_artifacts.ExampleAnomalies) -> list[str]:
+def anomaly_lines(artifact: standard_artifacts.ExampleAnomalies) -> list[str]:
     """Readable anomaly lines of every split of an ExampleAnomalies artifact."""
     lines = []
     for split in artifact_utils.decode_split_names(artifact.split_names):
@@ -121,8 +120,8 @@ def check(anomaly_text: list[str], report: dict | None, min_class_count: int, re
 
 @component
 def DataGate(  # noqa: N802
-    anomalies: InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
-    examples: InputArtifact[tfx.types.standard_artifacts.Examples],
+    anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
+    examples: InputArtifact[standard_artifacts.Examples],
     min_class_count: Parameter[int] = DEFAULT_MIN_CLASS_COUNT,
 ) -> None:
     """Raise DataAnomaliesError listing every problem; pass (logging any dropped photos) otherwise."""

@@ -40,9 +40,9 @@ import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from absl import logging
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
-from tfx import v1 as tfx
 from tfx.dsl.component.experimental.annotations import BeamComponentParameter, InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
+from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 
 from components import example_gen
@@ -417,9 +417,9 @@ def read_report(uri: str) -> dict[str, Any] | None:
 
 @component(use_beam=True)
 def SpanDrift(  # noqa: N802
-    examples: InputArtifact[tfx.types.standard_artifacts.Examples],
-    schema: InputArtifact[tfx.types.standard_artifacts.Schema],
-    drift: OutputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
+    examples: InputArtifact[standard_artifacts.Examples],
+    schema: InputArtifact[standard_artifacts.Schema],
+    drift: OutputArtifact[standard_artifacts.ExampleAnomalies],
     input_base: Parameter[str],
     split_pattern: Parameter[str],
     settings: Parameter[str],

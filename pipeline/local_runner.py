@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2
-from tfx import v1 as tfx
 from tfx.dsl.compiler import constants
+from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.orchestration.portable import runtime_parameter_utils
 
 from pipeline import config as config_lib
@@ -81,7 +81,7 @@ def new_run_id() -> str:
     return datetime.datetime.now().isoformat()
 
 
-class _RunIdDagRunner(tfx.orchestration.LocalDagRunner):
+class _RunIdDagRunner(LocalDagRunner):
     """LocalDagRunner with a run id chosen by the caller, so the run can be found again in a shared store."""
 
     def __init__(self, run_id: str):

@@ -17,7 +17,7 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import FnArgs
 
 from shelf_data.contract import LABELS
 from shelf_model import features, preprocessing
@@ -322,7 +322,7 @@ def export(model: tf_keras.Model, tf_transform_output: tft.TFTransformOutput, im
     model.save(path, save_format="tf", signatures=signatures, save_traces=False)
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
+def run_fn(fn_args: FnArgs) -> None:
     """TFX entry point: train on the transformed examples, export the SavedModel."""
     config = training_config(fn_args.custom_config)
     log.info("training config: %s", json.dumps(fn_args.custom_config["training"], sort_keys=True))
