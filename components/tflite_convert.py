@@ -5,7 +5,8 @@ converter options and cannot make a true integer model. Every function here
 is a pure step the TFLite pusher composes (and the benchmark reuses):
 
 - :func:`convert` builds one variant (``fp32``, ``fp16``, ``dynamic``,
-  ``int8``, ``tasks``) from the ``serving_image`` signature. ``serving_default``
+  ``int8``, ``tasks``) from the ``serving_image`` signature;
+  :func:`convert_many` builds several, the gray ones from one converter. ``serving_default``
   parses ``tf.Example`` protos and would need Flex ops, so it is never
   converted. ``tasks`` (RGB uint8 input, gray conversion inside, TFLite
   metadata for MediaPipe Tasks) is built by :mod:`components.tasks_variant`.
