@@ -32,6 +32,7 @@ import dataclasses
 import hashlib
 import logging
 import math
+import os
 import statistics
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -320,7 +321,7 @@ def load_saved_model(saved_model: str | Any) -> Any:
     several times (the pusher: eval reference, camera goldens, report gallery)
     loads it once and passes the loaded object.
     """
-    return tf.saved_model.load(saved_model) if isinstance(saved_model, str) else saved_model
+    return tf.saved_model.load(saved_model) if isinstance(saved_model, (str, os.PathLike)) else saved_model
 
 
 def saved_model_predict(

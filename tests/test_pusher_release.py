@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,6 +96,10 @@ def test_a_loaded_saved_model_is_used_as_it_is(world):
     assert tc.load_saved_model(loaded) is loaded
     data = world["data"]
     np.testing.assert_allclose(tc.saved_model_predict(loaded, data.images), data.reference, atol=1e-6)
+    # A folder given as a path object is loaded, as tf.saved_model.load does with it.
+    np.testing.assert_allclose(
+        tc.saved_model_predict(Path(world["model_path"]), data.images), data.reference, atol=1e-6
+    )
     # verify_variant takes outputs already computed instead of running the model again: wrong ones show.
     blob = tc.convert(world["model_path"], "fp32")
     wrong = np.roll(data.reference, 1, axis=1)
