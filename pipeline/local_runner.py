@@ -123,7 +123,8 @@ def run(
     if tfx_builds_its_own_package(config.beam_args):
         log.warning(
             "beam_args %s ship no code (no %s): TFX builds an sdist of itself in every Beam stage, for remote "
-            "workers (1-2 s and ~50 MB in the temp folder each). The DirectRunner needs none: leave beam_args empty.",
+            "workers (1-2 s and ~50 MB left in the temp folder each). The DirectRunner needs none of it: without "
+            "beam_args (its defaults: one worker, in memory) TFX skips it.",
             list(config.beam_args),
             "/".join(f"--{name}" for name in _CODE_SHIPPING_OPTIONS),
         )
