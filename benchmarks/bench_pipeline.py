@@ -44,13 +44,16 @@ def _bare_keras_images_per_second(train_files: list[str], eval_files: list[str],
     return _steady([e["images_per_second"] for e in throughput.epochs])
 
 
-def _transformed_bytes(examples_dir: str) -> tuple[float, float, int]:
+def _transformed_bytes(examples_dir: str) -> tuple[float, float, int, str]:
     import tensorflow as tf
 
-    files = sorted(glob.glob(os.path.join(examples_dir, "Split-*", "*.gz")))
-    sizes = [len(r) for r in tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator()]
+    from shelf_model.features import compression_type
+
+    files = sorted(f for f in glob.glob(os.path.join(examples_dir, "Split-*", "*")) if os.path.isfile(f))
+    compression = compression_type(files)
+    sizes = [len(r) for r in tf.data.TFRecordDataset(files, compression_type=compression).as_numpy_iterator()]
     on_disk = sum(os.path.getsize(f) for f in files)
-    return statistics.mean(sizes), on_disk / len(sizes), len(sizes)
+    return statistics.mean(sizes), on_disk / len(sizes), len(sizes), compression or "plain"
 
 
 def _run(cmd: list[str]) -> tuple[float, float]:
@@ -118,7 +121,7 @@ def main(args: argparse.Namespace) -> str:
     eval_files = [os.path.join(transformed, "Split-eval", "*")]
     epochs = min(4, max(2, len(history["images_per_second"])))
     bare_ips = _bare_keras_images_per_second(train_files, eval_files, config.training, epochs)
-    mean_bytes, disk_bytes, count = _transformed_bytes(transformed)
+    mean_bytes, disk_bytes, count, compression = _transformed_bytes(transformed)
     raw_files = glob.glob(os.path.join(DEMO_DATA, "span-*", "*.tfrecord.gz"))
     raw_disk = sum(os.path.getsize(f) for f in raw_files) / max(count, 1)
 
@@ -156,7 +159,7 @@ def main(args: argparse.Namespace) -> str:
         "| transformed examples | bytes |",
         "|---|---:|",
         f"| serialized tf.Example, mean over {count} | {mean_bytes:,.0f} |",
-        f"| on disk (GZIP) per example | {disk_bytes:,.0f} |",
+        f"| on disk ({compression} TFRecords) per example | {disk_bytes:,.0f} |",
         f"| raw input on disk (GZIP JPEG/PNG) per example | {raw_disk:,.0f} |",
         "",
     ]

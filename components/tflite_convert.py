@@ -123,14 +123,16 @@ def convert_many(
     variants: Sequence[str],
     representative_images: np.ndarray | None = None,
     signature_key: str = DEFAULT_SIGNATURE,
+    loaded: Any | None = None,
 ) -> dict[str, bytes]:
     """Convert several variants of one SavedModel: ``{variant: .tflite bytes}`` in the order asked for.
 
-    The gray variants share one converter: ``from_saved_model`` loads the whole
-    SavedModel (about a second for the Trainer's), and each ``convert()`` reads
-    the options anew, so only the options change between variants. Every option
-    a variant depends on is set each time, so the bytes are those of a fresh
-    converter (tested). Arguments as :func:`convert`.
+    The gray variants share one converter: each ``convert()`` reads the options
+    anew, so only the options change between variants. Every option a variant
+    depends on is set each time, so the bytes are those of a fresh converter
+    (tested). ``loaded``: the SavedModel as :func:`load_saved_model` returned it
+    for this folder, spares loading it again (:func:`saved_model_converter`).
+    Other arguments as :func:`convert`.
     """
     for variant in variants:
         _check_variant(variant)
@@ -143,13 +145,50 @@ def convert_many(
             # Imported here: only this variant needs tflite-support's metadata writer.
             from components import tasks_variant
 
-            blobs[variant] = tasks_variant.convert_tasks(saved_model_dir, labels=LABELS, signature_key=signature_key)
+            blobs[variant] = tasks_variant.convert_tasks(
+                saved_model_dir, labels=LABELS, signature_key=signature_key, loaded=loaded
+            )
             continue
         if converter is None:
-            converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[signature_key])
+            converter = saved_model_converter(saved_model_dir, signature_key, loaded)
         _set_options(converter, variant, representative_images)
         blobs[variant] = bytes(converter.convert())
     return blobs
+
+
+def saved_model_converter(
+    saved_model_dir: str, signature_key: str, loaded: Any | None = None
+) -> tf.lite.TFLiteConverter:
+    """``tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[signature_key])``.
+
+    ``from_saved_model`` loads the whole SavedModel in Python (a second or more
+    for the Trainer's) only to check the signature and keep the object beside
+    the converter; the conversion reads the folder itself. Given ``loaded``
+    (``tf.saved_model.load`` of the same folder, serving tags), this builds the
+    converter ``from_saved_model`` would return around it, without loading
+    again: same class, same arguments, same bytes (tested). Without ``loaded``,
+    or if TensorFlow would not import the SavedModel directly, it is
+    ``from_saved_model`` itself.
+
+    Raises:
+        ValueError: ``loaded`` has no signature ``signature_key``.
+    """
+    if loaded is None:
+        return tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[signature_key])
+    if signature_key not in loaded.signatures:
+        raise ValueError(
+            f"signature {signature_key!r} not in the SavedModel {saved_model_dir} (it has {sorted(loaded.signatures)})"
+        )
+    # What from_saved_model does after its load (TensorFlow 2.16): the model type goes into the
+    # flatbuffer's conversion metadata, then the converter holds the loaded object.
+    from tensorflow.lite.python import conversion_metadata_schema_py_generated as conversion_metadata_fb
+    from tensorflow.lite.python import lite
+
+    lite.TFLiteConverterBase._set_original_model_type(conversion_metadata_fb.ModelType.TF_SAVED_MODEL)  # noqa: SLF001
+    converter = lite.TFLiteSavedModelConverterV2(saved_model_dir, {tf.saved_model.SERVING}, [signature_key], loaded)
+    if not converter.saved_model_dir:  # TensorFlow would convert this one from its functions: let it load
+        return tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[signature_key])
+    return converter
 
 
 def _set_options(converter: tf.lite.TFLiteConverter, variant: str, representative_images: np.ndarray | None) -> None:
@@ -520,7 +559,7 @@ def load_images(split_dir: str, limit: int | None = None) -> tuple[np.ndarray, n
     """Read images and labels from one split of the Transform output examples.
 
     Args:
-        split_dir: e.g. ``<examples.uri>/Split-eval`` (GZIP TFRecords ``*.gz``).
+        split_dir: e.g. ``<examples.uri>/Split-eval`` (TFRecords, plain or GZIP ``*.gz``).
         limit: read at most this many examples (in file order).
 
     Returns:
@@ -536,7 +575,7 @@ def load_images(split_dir: str, limit: int | None = None) -> tuple[np.ndarray, n
         PIXELS_KEY: tf.io.FixedLenFeature([], tf.string),
         LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
     }
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    dataset = tf.data.TFRecordDataset(files, compression_type=features.compression_type(files))
     if limit is not None:
         dataset = dataset.take(limit)
 
@@ -568,7 +607,7 @@ def sample_split(split_dir: str, count: int, seed: int = 0, batch_size: int = 51
         raise FileNotFoundError(f"no TFRecord files in {split_dir}")
     spec = {PIXELS_KEY: tf.io.FixedLenFeature([], tf.string)}
     dataset = (
-        tf.data.TFRecordDataset(files, compression_type="GZIP")
+        tf.data.TFRecordDataset(files, compression_type=features.compression_type(files))
         .batch(batch_size)
         .map(lambda records: tf.io.parse_example(records, spec)[PIXELS_KEY])
     )

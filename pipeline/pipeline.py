@@ -16,7 +16,6 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.components.evaluator.component import Evaluator
 from tfx.components.example_validator.component import ExampleValidator
 from tfx.components.statistics_gen.component import StatisticsGen
-from tfx.components.transform.component import Transform
 from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 from tfx.orchestration import data_types
@@ -35,6 +34,7 @@ from components.example_gen import SpanWindowExampleGen, resolve_range_config_js
 from components.schema_importer import CuratedSchemaGen, package_schema_uri
 from components.tflite_pusher import TFLitePusher
 from components.trainer import Trainer
+from components.transform import Transform
 from pipeline import inputs_digest as digest_lib
 from pipeline.config import DataConfig, GateConfig, PipelineConfig
 from pipeline.eval_config import build_eval_config
@@ -235,7 +235,7 @@ def create_pipeline(
         examples=example_gen.outputs["examples"],
         min_class_count=d.min_class_count,
     )
-    # Decode, grayscale, resize; labels and slice features pass through.
+    # Decode, grayscale, resize; labels and slice features pass through. Plain TFRecords out (components.transform).
     transform = Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],

@@ -3,6 +3,8 @@
 Raw keys (the data contract) live in :mod:`shelf_data.contract`.
 """
 
+from collections.abc import Sequence
+
 from shelf_data import contract
 
 # Transformed features.
@@ -22,3 +24,26 @@ IMAGE_INPUT = "image"
 PROBABILITIES = "probabilities"
 
 NUM_CLASSES = contract.NUM_CLASSES
+
+# Transformed examples are plain TFRecords named ``*.tfrecord``; Transform runs before this
+# version wrote GZIP ``*.gz`` (TFX's default). Readers go by the name, as TFX's readers do.
+TRANSFORMED_SUFFIX = ".tfrecord"
+
+
+def compression_type(files: Sequence[str]) -> str:
+    """``tf.data.TFRecordDataset``'s ``compression_type`` for TFRecord files, from their names.
+
+    ``"GZIP"`` when every name ends in ``.gz``, ``""`` (none) when no name does.
+
+    Raises:
+        ValueError: some names end in ``.gz`` and some do not (one dataset reads
+            one compression); the message names one file of each kind.
+    """
+    gzipped = [f for f in files if f.endswith(".gz")]
+    plain = [f for f in files if not f.endswith(".gz")]
+    if gzipped and plain:
+        raise ValueError(
+            f"mixed compression: {len(gzipped)} GZIP file(s) (e.g. {gzipped[0]}) and "
+            f"{len(plain)} uncompressed (e.g. {plain[0]}); one split must be all one or the other"
+        )
+    return "GZIP" if gzipped else ""

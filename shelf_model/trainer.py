@@ -58,8 +58,9 @@ def _files(file_patterns: list[str]) -> list[str]:
 
 
 def count_records(file_patterns: list[str]) -> int:
-    """Number of records in GZIP TFRecord files (one pass, nothing parsed)."""
-    ds = tf.data.TFRecordDataset(_files(file_patterns), compression_type="GZIP", num_parallel_reads=AUTOTUNE)
+    """Number of records in TFRecord files, GZIP or plain (one pass, nothing parsed)."""
+    files = _files(file_patterns)
+    ds = tf.data.TFRecordDataset(files, compression_type=features.compression_type(files), num_parallel_reads=AUTOTUNE)
     return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
 
 
@@ -107,7 +108,7 @@ def make_dataset(
         parsed = tf.io.parse_single_example(record, spec)
         return preprocessing.parse_pixels(parsed[features.PIXELS_KEY], image_size), parsed[features.LABEL_KEY]
 
-    ds = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=AUTOTUNE)
+    ds = tf.data.TFRecordDataset(files, compression_type=features.compression_type(files), num_parallel_reads=AUTOTUNE)
     ds = ds.map(parse, num_parallel_calls=AUTOTUNE)
     if cache == MEMORY:
         ds = ds.cache()

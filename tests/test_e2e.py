@@ -210,6 +210,21 @@ def test_the_gate_sees_photos_the_trainer_never_looked_at(runs):
     assert json.loads(props[evaluator.execution_id]["example_splits"].string_value) == ["eval"]
 
 
+def test_transform_writes_plain_tfrecords_with_every_photo_of_each_split(runs):
+    """Transform's records are not GZIPped (components.transform); one per photo ExampleGen kept."""
+    import tensorflow as tf
+
+    _, summary = runs["first"]
+    examples = Path(summary.examples[0]["uri"])
+    transformed = sorted((runs["tmp"] / "home" / "pipeline_root" / "Transform" / "transformed_examples").iterdir())
+    assert len(transformed) == 1  # the second run reused it from the cache
+    for split in ("train", "validation", "eval"):
+        files = sorted((transformed[0] / f"Split-{split}").iterdir())
+        assert files and all(re.fullmatch(r"transformed_examples-\d{5}-of-\d{5}\.tfrecord", f.name) for f in files)
+        count = sum(1 for _ in tf.data.TFRecordDataset([str(f) for f in files], compression_type=""))
+        assert count == len(_photo_digests(examples / f"Split-{split}")), split
+
+
 def test_splits_and_seed_are_recorded_in_the_manifest_and_the_summary(runs):
     bucket = runs["tmp"] / "home" / "bucket" / "shelf_audit" / "versions" / runs["first_bucket"][0]
     splits = json.loads((bucket / "manifest.json").read_text())["splits"]

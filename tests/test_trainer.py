@@ -43,8 +43,8 @@ def _images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _write_transformed(path: Path, images: np.ndarray, labels: np.ndarray) -> str:
-    """Transform-shaped GZIP TFRecords: ``pixels`` (serialized uint8 tensor) and ``label``."""
-    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
+    """Transform-shaped TFRecords, GZIP when the name ends in .gz: ``pixels`` (serialized uint8 tensor), ``label``."""
+    with tf.io.TFRecordWriter(str(path), options="GZIP" if path.name.endswith(".gz") else None) as writer:
         for image, label in zip(images, labels, strict=True):
             feature = {
                 features.PIXELS_KEY: tf.train.Feature(
@@ -199,6 +199,26 @@ def test_cache_plan_keeps_images_in_memory_until_the_limit():
 def test_count_records(transformed):
     assert trainer.count_records(transformed.train_files) == 16
     assert trainer.count_records(transformed.eval_files) == 8
+
+
+def test_plain_records_read_as_gzip_ones_and_a_mixed_split_is_refused(transformed, tmp_path):
+    # Transform writes plain *.tfrecord files now; models trained on older (*.gz) outputs still retrain.
+    plain = [_write_transformed(tmp_path / "p-0.tfrecord", transformed.train_images, transformed.train_labels)]
+    assert trainer.count_records(plain) == 16
+    images, labels = _collect(trainer.make_dataset(plain, 4, SIZE, training=False, cache="none"))
+    np.testing.assert_array_equal(images, transformed.train_images.astype(np.float32))
+    np.testing.assert_array_equal(labels, transformed.train_labels)
+    with pytest.raises(ValueError, match=r"mixed compression: 1 GZIP file\(s\) \(e\.g\. .*train-0\.gz\)"):
+        trainer.count_records(plain + transformed.train_files[:1])
+
+
+def test_compression_type_goes_by_the_file_names():
+    assert features.compression_type(["a/x-00000-of-00002.gz", "a/x-00001-of-00002.gz"]) == "GZIP"
+    assert features.compression_type(["a/x-00000-of-00001.tfrecord", "b/y"]) == ""
+    assert features.compression_type([]) == ""
+    mixed = r"1 GZIP file\(s\) \(e\.g\. a\.gz\) and 1 uncompressed \(e\.g\. b\.tfrecord\)"
+    with pytest.raises(ValueError, match=mixed):
+        features.compression_type(["a.gz", "b.tfrecord"])
 
 
 def test_disk_cache_gives_the_same_pixels_and_is_read_back(transformed, tmp_path):
