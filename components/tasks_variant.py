@@ -60,6 +60,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from components import tflite_convert
 from shelf_data.contract import LABELS
 from shelf_model import features, preprocessing
 from shelf_model.preprocessing import DEFAULT_IMAGE_SIZE, GRAY_COEFFICIENTS
@@ -151,7 +152,7 @@ def signature_keys(saved_model_dir: str) -> set[str]:
     return {key for graph in proto.meta_graphs for key in graph.signature_def if not key.startswith("__")}
 
 
-def _convert_rgb(saved_model_dir: str, image_size: int | None, signature_key: str) -> bytes:
+def _convert_rgb(saved_model_dir: str, image_size: int | None, signature_key: str, loaded: Any | None = None) -> bytes:
     """The RGB model as a float16-weight TFLite flatbuffer, without metadata.
 
     From the SavedModel's ``serving_rgb`` signature when the Trainer exported one
@@ -161,7 +162,7 @@ def _convert_rgb(saved_model_dir: str, image_size: int | None, signature_key: st
     """
     rgb_exported = signature_key == features.IMAGE_SIGNATURE and image_size is None
     if rgb_exported and features.RGB_SIGNATURE in signature_keys(saved_model_dir):
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[features.RGB_SIGNATURE])
+        converter = tflite_convert.saved_model_converter(saved_model_dir, features.RGB_SIGNATURE, loaded)
     else:
         module = rgb_module(saved_model_dir, image_size=image_size, signature_key=signature_key)
         converter = tf.lite.TFLiteConverter.from_concrete_functions([module.serve.get_concrete_function()], module)
@@ -221,6 +222,7 @@ def convert_tasks(
     labels: Sequence[str] = LABELS,
     image_size: int | None = None,
     signature_key: str = features.IMAGE_SIGNATURE,
+    loaded: Any | None = None,
 ) -> bytes:
     """Build the ``tasks`` variant: RGB uint8 input, gray inside, fp16 weights, metadata embedded.
 
@@ -229,11 +231,13 @@ def convert_tasks(
         labels: class names in output order, written to the metadata's label file.
         image_size: the Trainer's input size; None: the signature's (``training.image_size``).
         signature_key: the gray image signature; never ``serving_default``.
+        loaded: the SavedModel already loaded from ``saved_model_dir``
+            (``tflite_convert.load_saved_model``), so it is not loaded again.
 
     Returns:
         The ``.tflite`` bytes MediaPipe Tasks' ``ImageClassifier`` loads as they are.
     """
-    return add_metadata(_convert_rgb(saved_model_dir, image_size, signature_key), labels)
+    return add_metadata(_convert_rgb(saved_model_dir, image_size, signature_key, loaded), labels)
 
 
 def read_metadata(model_bytes: bytes) -> dict[str, Any]:

@@ -205,3 +205,14 @@ def test_converted_from_the_rgb_signature_when_the_model_exports_it(tmp_path):
     assert tv.read_metadata(direct)["labels"] == tv.read_metadata(wrapped)["labels"] == list(LABELS)
     frames = _colour_frames(9, seed=8)
     np.testing.assert_allclose(_run_rgb(direct, frames), _run_rgb(wrapped, frames), atol=1e-6)
+
+
+def test_a_loaded_saved_model_is_reused_for_the_rgb_signature(tmp_path):
+    with_rgb = helpers.build_tiny_saved_model(str(tmp_path / "rgb"), rgb=True)
+    fresh = tv._convert_rgb(with_rgb, None, "serving_image")
+    loaded = tc.load_saved_model(with_rgb)
+    with mock.patch.object(tf.saved_model, "load", side_effect=AssertionError("loaded again")):
+        # Before the metadata (its packed label file carries a time stamp), the bytes are the same.
+        assert tv._convert_rgb(with_rgb, None, "serving_image", loaded) == fresh
+        tasks = tv.convert_tasks(with_rgb, loaded=loaded)
+    assert tv.read_metadata(tasks)["labels"] == list(LABELS)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from unittest import mock
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tflite_helpers as helpers
 
 from components import tflite_convert as tc
@@ -47,6 +49,19 @@ def test_one_converter_for_many_variants_gives_each_variant_s_own_bytes(saved_mo
             )
         else:
             assert many[variant] == converted[variant], variant
+
+
+def test_a_loaded_saved_model_is_reused_not_loaded_again_and_gives_the_same_bytes(saved_model, data, converted):
+    loaded = tc.load_saved_model(saved_model)
+    with mock.patch.object(tf.saved_model, "load", side_effect=AssertionError("loaded again")):
+        with mock.patch.object(tf.lite.TFLiteConverter, "from_saved_model", side_effect=AssertionError("loaded again")):
+            many = tc.convert_many(saved_model, ["fp16", "int8"], representative_images=data[0], loaded=loaded)
+    assert many == {"fp16": converted["fp16"], "int8": converted["int8"]}
+
+
+def test_the_loaded_saved_model_must_have_the_signature(saved_model):
+    with pytest.raises(ValueError, match="'serving_rgb' not in the SavedModel"):
+        tc.saved_model_converter(saved_model, "serving_rgb", tc.load_saved_model(saved_model))
 
 
 def test_convert_many_needs_calibration_images_before_converting_anything(saved_model):

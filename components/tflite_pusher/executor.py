@@ -169,10 +169,11 @@ class Executor(pusher_executor.Executor):
 
         # 3. Convert and verify every variant on the eval split.
         examples = artifact_utils.get_single_instance(input_dict[TRANSFORMED_EXAMPLES_KEY])
-        # Loaded once for the eval reference, the camera goldens and the report's gallery (~1 s each time).
+        # Loaded once for the eval reference, the converters, the camera goldens and the report's gallery
+        # (~1 s each time).
         saved_model = tflite_convert.load_saved_model(model_path)
         data = verification.load_eval_data(saved_model, examples, config.representative_count, config.golden_count)
-        verified = verification.convert_and_verify(model_path, config.variants, data, config.verify)
+        verified = verification.convert_and_verify(model_path, config.variants, data, config.verify, loaded=saved_model)
         if not verified.passed(config.default_variant):
             reasons = verified.reports[config.default_variant].reasons
             self._not_pushed(

@@ -86,12 +86,19 @@ class Verified:
 
 
 def convert_and_verify(
-    model_path: str, variants: Sequence[str], data: EvalData, config: tflite_convert.VerifyConfig
+    model_path: str,
+    variants: Sequence[str],
+    data: EvalData,
+    config: tflite_convert.VerifyConfig,
+    loaded: Any | None = None,
 ) -> Verified:
-    """Convert each variant and check it against the SavedModel, the budgets and the damaged recall."""
+    """Convert each variant and check it against the SavedModel, the budgets and the damaged recall.
+
+    ``loaded``: the SavedModel already loaded from ``model_path``, reused by the converters.
+    """
     reports: dict[str, tflite_convert.VariantReport] = {}
     outputs: dict[str, np.ndarray] = {}
-    blobs = tflite_convert.convert_many(model_path, variants, representative_images=data.representative)
+    blobs = tflite_convert.convert_many(model_path, variants, representative_images=data.representative, loaded=loaded)
     for variant in variants:
         outputs[variant] = tflite_convert.run_tflite(blobs[variant], data.images)
         reports[variant] = tflite_convert.verify_variant(
