@@ -19,7 +19,12 @@ two small pieces swapped in:
 * the **executor** reads every pattern of that list (TFX's own import
   transform per span, flattened) before TFX's hash split. When no driver ran
   (the open-source KFP backend never runs ``preCacheCheck``), it resolves
-  the window itself.
+  the window itself. It writes the splits as plain TFRecords
+  (``data_tfrecord-NNNNN-of-MMMMM.tfrecord``): the photos are JPEG/PNG
+  already, so TFX's GZIP saved about 5% of the bytes for ~1.5 s per 6,000
+  photos, and every later stage paid to inflate them again. TFX's readers
+  (StatisticsGen, Transform, Evaluator) and ours tell plain from GZIP by the
+  file name.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from typing import Any
 
 import apache_beam as beam
 from absl import logging
-from tfx.components.example_gen import base_example_gen_executor, input_processor, utils
+from tfx.components.example_gen import base_example_gen_executor, input_processor, utils, write_split
 from tfx.components.example_gen import driver as tfx_driver
 from tfx.components.example_gen.import_example_gen import component as import_component
 from tfx.components.example_gen.import_example_gen import executor as import_executor
@@ -42,7 +47,7 @@ from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components import bad_records, record_check
+from components import bad_records, record_check, tfx_hooks
 from components import spans as spans_lib
 
 SPLIT_NAME = "single_split"
@@ -54,6 +59,9 @@ RANGE_CONFIG_KEY = standard_component_specs.RANGE_CONFIG_KEY
 INPUT_BASE_KEY = standard_component_specs.INPUT_BASE_KEY
 # Execution property: the largest fraction of dropped (unusable) photos per split; recorded in bad_records.json.
 MAX_BAD_FRACTION_KEY = "max_bad_fraction"
+# Output files: TFX's name, without GZIP (see the module docstring).
+EXAMPLES_FILE_PREFIX = "data_tfrecord"
+EXAMPLES_SUFFIX = ".tfrecord"
 # TFX's pattern specs: {SPAN}, {SPAN:width}, {VERSION}, {VERSION:width}, {YYYY}, {MM}, {DD}.
 _SPECS = re.compile(r"\{(SPAN|VERSION)(:[^}]*)?\}|\{(YYYY|MM|DD)\}")
 
@@ -305,6 +313,33 @@ class Driver(tfx_driver.FileBasedDriver):
         return result
 
 
+_TFX_WRITE_SPLIT = write_split.WriteSplit
+
+
+@beam.ptransform_fn
+def WritePlainSplit(  # noqa: N802 - a PTransform, in place of TFX's WriteSplit
+    example_split: beam.pvalue.PCollection,
+    output_split_path: str,
+    output_format: Any,
+    exec_properties: dict[str, Any] | None = None,
+) -> beam.pvalue.PDone:
+    """TFX's ``WriteSplit`` (serialize, shuffle, write), writing uncompressed TFRecords; Parquet as TFX does."""
+    payload = (exec_properties or {}).get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
+    if payload == example_gen_pb2.PayloadFormat.FORMAT_PARQUET:
+        return example_split | "TFXWriteSplit" >> _TFX_WRITE_SPLIT(output_split_path, output_format, exec_properties)
+    return (
+        example_split
+        | "MaybeSerialize" >> beam.ParDo(write_split.MaybeSerialize())
+        | "Shuffle" >> beam.transforms.Reshuffle()
+        | "Write"
+        >> beam.io.WriteToTFRecord(
+            os.path.join(output_split_path, EXAMPLES_FILE_PREFIX),
+            file_name_suffix=EXAMPLES_SUFFIX,
+            compression_type=beam.io.filesystem.CompressionTypes.UNCOMPRESSED,
+        )
+    )
+
+
 class Executor(import_executor.Executor):
     """TFX's ImportExampleGen executor, reading every span of the resolved pattern list."""
 
@@ -320,7 +355,9 @@ class Executor(import_executor.Executor):
                 tfx_driver.update_output_artifact(exec_properties, artifact.mlmd_artifact)
                 artifact.set_string_custom_property(SPANS_PROPERTY, resolution.spans_text)
         self._examples_uri = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY]).uri
-        super().Do(input_dict, output_dict, exec_properties)
+        # TFX's Do writes each split with `write_split.WriteSplit`, by the module's name: ours writes them plain.
+        with tfx_hooks.rebound(write_split, "WriteSplit", WritePlainSplit):
+            super().Do(input_dict, output_dict, exec_properties)
 
     def GenerateExamplesByBeam(  # noqa: N802 - TFX's name
         self, pipeline: beam.Pipeline, exec_properties: dict[str, Any]

@@ -16,8 +16,6 @@ outputs and execution properties; only the writing step differs.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -28,9 +26,10 @@ from tfx.components.transform import labels
 from tfx.components.transform.component import Transform as TfxTransform
 from tfx.dsl.components.base import executor_spec
 
+from components import tfx_hooks
 from shelf_model.features import TRANSFORMED_SUFFIX
 
-# TFX's class, kept before Executor.Do rebinds the module's name to ours.
+# TFX's class (Executor.Do rebinds the module's name to ours while it runs).
 _TfxProcessor = transform_executor.TransformProcessor
 
 
@@ -61,23 +60,13 @@ class PlainRecordsProcessor(_TfxProcessor):
         )
 
 
-@contextlib.contextmanager
-def _processor(cls: type) -> Iterator[None]:
-    # TFX's Executor.Do builds `TransformProcessor()` by the module's name and offers no other hook for
-    # the writer; the name is rebound only while our Do runs (the Beam pipeline is built and run in it).
-    transform_executor.TransformProcessor = cls
-    try:
-        yield
-    finally:
-        transform_executor.TransformProcessor = _TfxProcessor
-
-
 class Executor(transform_executor.Executor):
     """TFX's Transform executor with :class:`PlainRecordsProcessor`."""
 
     def Do(self, input_dict: dict[str, Any], output_dict: dict[str, Any], exec_properties: dict[str, Any]) -> None:  # noqa: N802
         """TFX's Do; the transformed examples come out as plain ``*.tfrecord`` files."""
-        with _processor(PlainRecordsProcessor):
+        # TFX's Do builds `TransformProcessor()` by the module's name and offers no other hook for the writer.
+        with tfx_hooks.rebound(transform_executor, "TransformProcessor", PlainRecordsProcessor):
             super().Do(input_dict, output_dict, exec_properties)
 
 

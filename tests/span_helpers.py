@@ -58,9 +58,11 @@ def write_span(root: Path | str, span: int, mix: Mix = Mix(), shards: int = 2) -
 
 
 def count_records(folder: Path | str) -> int:
-    """Records in the GZIP TFRecord files of an Examples artifact (every ``Split-*``)."""
+    """Records in the TFRecord files (plain, or GZIP before) of an Examples artifact (every ``Split-*``)."""
     import tensorflow as tf
 
     files = sorted(str(p) for p in Path(folder).glob("Split-*/*") if p.is_file())
     assert files, f"no example files under {folder}"
-    return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+    from shelf_model.features import compression_type
+
+    return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type=compression_type(files)))

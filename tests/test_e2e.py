@@ -178,9 +178,11 @@ def _photo_digests(split_dir: Path) -> set[str]:
 
     import tensorflow as tf
 
+    from shelf_model.features import compression_type
+
     digests = set()
-    for path in sorted(split_dir.glob("*.gz")):
-        for record in tf.data.TFRecordDataset(str(path), compression_type="GZIP"):
+    for path in sorted(split_dir.iterdir()):
+        for record in tf.data.TFRecordDataset(str(path), compression_type=compression_type([path.name])):
             example = tf.train.Example.FromString(record.numpy())
             digests.add(hashlib.sha256(example.features.feature["image/encoded"].bytes_list.value[0]).hexdigest())
     return digests
@@ -210,12 +212,15 @@ def test_the_gate_sees_photos_the_trainer_never_looked_at(runs):
     assert json.loads(props[evaluator.execution_id]["example_splits"].string_value) == ["eval"]
 
 
-def test_transform_writes_plain_tfrecords_with_every_photo_of_each_split(runs):
-    """Transform's records are not GZIPped (components.transform); one per photo ExampleGen kept."""
+def test_example_gen_and_transform_write_plain_tfrecords_with_every_photo_of_each_split(runs):
+    """Neither writes GZIP (components.example_gen, components.transform); Transform keeps every photo."""
     import tensorflow as tf
 
     _, summary = runs["first"]
     examples = Path(summary.examples[0]["uri"])
+    for split in ("train", "validation", "eval"):
+        names = [f.name for f in (examples / f"Split-{split}").iterdir()]
+        assert names and all(re.fullmatch(r"data_tfrecord-\d{5}-of-\d{5}\.tfrecord", n) for n in names), names
     transformed = sorted((runs["tmp"] / "home" / "pipeline_root" / "Transform" / "transformed_examples").iterdir())
     assert len(transformed) == 1  # the second run reused it from the cache
     for split in ("train", "validation", "eval"):

@@ -268,7 +268,9 @@ def _count_records(examples_uri: Path) -> int:
 
     files = sorted(str(p) for p in examples_uri.glob("Split-*/*") if p.is_file())
     assert files, f"no example files under {examples_uri}"
-    return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+    from shelf_model.features import compression_type
+
+    return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type=compression_type(files)))
 
 
 # --- The harness itself (fast) -------------------------------------------------------
