@@ -49,6 +49,14 @@ def test_label_and_lane_domains(features):
     assert (lane.int_domain.min, lane.int_domain.max) == (contract.LANE_MIN, contract.LANE_MAX) == (1, 40)
 
 
+def test_the_photo_is_an_image_so_tfdv_keeps_byte_sizes_not_categories(features):
+    from tensorflow_data_validation.utils import schema_util
+
+    assert features[contract.IMAGE_KEY].WhichOneof("domain_info") == "image_domain"
+    # TFDV's basic stats then give byte sizes, and its top-k/uniques generators skip the photo bytes.
+    assert [p.steps() for p in schema_util.get_bytes_features(load_schema())] == [(contract.IMAGE_KEY,)]
+
+
 def test_device_id_has_no_domain_so_new_scanners_pass(features):
     # An inferred schema pins the devices it saw; the curated one must not.
     assert features[contract.DEVICE_KEY].WhichOneof("domain_info") is None
