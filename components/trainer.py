@@ -5,6 +5,8 @@ not a value nested inside the JSON of ``custom_config``. This component
 therefore carries ``epochs`` beside ``custom_config``; its executor writes it
 into ``custom_config["training"]["epochs"]`` and then runs TFX's own
 GenericExecutor unchanged, so ``run_fn`` sees one complete training config.
+Afterwards it settles the heap (:func:`components.heap.settle`), so the
+stages after it in the same process do not walk the Trainer's leftovers.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils
 
-from components import splits
+from components import heap, splits
 
 EPOCHS_KEY = "epochs"
 CUSTOM_CONFIG_KEY = standard_component_specs.CUSTOM_CONFIG_KEY
@@ -56,6 +58,8 @@ class Executor(trainer_executor.GenericExecutor):
         exec_properties: dict[str, Any],
     ) -> None:
         super().Do(input_dict, output_dict, with_epochs(exec_properties))
+        # What training left behind (graphs, Keras state) would be walked by every later full collection.
+        heap.settle()
 
 
 class Trainer(base_component.BaseComponent):

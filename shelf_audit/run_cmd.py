@@ -198,8 +198,11 @@ def run_pipeline(config: config_lib.PipelineConfig, home: str, force: bool = Fal
     has prints ``nothing new since <version> (spans ...)``, publishes nothing
     and returns 0 without building the pipeline.
     """
-    from pipeline import local_runner, metadata_store, run_summary
-    from pipeline.pipeline import gate_eval_config, split_settings
+    from components import heap
+
+    with heap.frozen_after_imports():  # TensorFlow, TFX, Beam, TFMA: ~8 full collections otherwise
+        from pipeline import local_runner, metadata_store, run_summary
+        from pipeline.pipeline import gate_eval_config, split_settings
 
     data_root = os.path.abspath(config.data.input_base)
     if not os.path.isdir(data_root):
