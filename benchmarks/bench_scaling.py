@@ -353,8 +353,9 @@ def main(args: argparse.Namespace) -> str:
         lines.append("")
     lines += [
         "What scales each stage out: ImportExampleGen, StatisticsGen, Transform and the Evaluator are Beam jobs "
-        "(here the DirectRunner, `--direct_num_workers=1`); on more data they take more Dataflow workers through "
-        "`beam_args` (`--runner=DataflowRunner`, `--max_num_workers=...`). The Trainer is one process: it scales "
+        "(here the DirectRunner without arguments: one worker in the run's process); on more data they take "
+        "more Dataflow workers through `beam_args` (`--runner=DataflowRunner`, `--max_num_workers=...`). "
+        "The Trainer is one process: it scales "
         "with a bigger Trainer pod and more cores (`kubeflow.trainer_cpu`, `trainer_memory_gb`, a GPU), and its "
         "decoded-image cache goes to local disk above `training.cache_memory_limit_mb` "
         f"({settings.training.cache_memory_limit_mb} MB here), so its RSS stops growing there. The pusher's cost "
