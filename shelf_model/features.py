@@ -25,8 +25,8 @@ PROBABILITIES = "probabilities"
 
 NUM_CLASSES = contract.NUM_CLASSES
 
-# Transformed examples are plain TFRecords named ``*.tfrecord``; Transform runs before this
-# version wrote GZIP ``*.gz`` (TFX's default). Readers go by the name, as TFX's readers do.
+# Transformed examples are plain TFRecords named ``*.tfrecord``; earlier versions' Transform runs
+# wrote GZIP ``*.gz`` (TFX's default). Readers go by the name, as TFX's readers do.
 TRANSFORMED_SUFFIX = ".tfrecord"
 
 
