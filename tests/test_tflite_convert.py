@@ -64,6 +64,16 @@ def test_the_loaded_saved_model_must_have_the_signature(saved_model):
         tc.saved_model_converter(saved_model, "serving_rgb", tc.load_saved_model(saved_model))
 
 
+@pytest.mark.parametrize("variant", ["int8", "tasks"])
+def test_inputs_are_prepared_a_chunk_at_a_time_with_the_same_outputs(converted, variant):
+    # More images than one chunk: the outputs around the boundary are those of single runs.
+    images, _ = helpers.make_images(tc._INPUT_CHUNK + 9, seed=5)
+    outputs = tc.run_tflite(converted[variant], images)
+    assert outputs.shape == (len(images), 3)
+    for i in (0, tc._INPUT_CHUNK - 1, tc._INPUT_CHUNK, len(images) - 1):
+        np.testing.assert_array_equal(outputs[i], tc.run_tflite(converted[variant], images[i : i + 1])[0])
+
+
 def test_convert_many_needs_calibration_images_before_converting_anything(saved_model):
     with pytest.raises(ValueError, match="representative_images"):
         tc.convert_many(saved_model, ["fp16", "int8"])
