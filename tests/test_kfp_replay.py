@@ -20,6 +20,7 @@ from pathlib import Path
 
 import kfp_replay
 import pytest
+from span_helpers import count_records
 
 from components import model_bucket
 from pipeline import config as config_lib
@@ -224,7 +225,7 @@ def test_runtime_parameters_were_used(replayed):
     examples = r.result.artifact("ImportExampleGen", "examples")
     # TFX records the span as a custom property and prefixes it because Examples also has a "span" property.
     assert examples["metadata"].get("span", examples["metadata"].get("custom:span")) == 1
-    assert _count_records(Path(examples["uri"])) == r.compiled.span_counts[1]
+    assert count_records(examples["uri"]) == r.compiled.span_counts[1]
 
     # epochs: what the Trainer wrote next to its model.
     model_run = Path(r.result.artifact("Trainer", "model_run")["uri"])
@@ -261,16 +262,6 @@ def test_resolvers_now_find_the_blessed_model(replayed):
     found = {key: again.artifact(task, key) for task in resolvers for key in again.outputs[task]}
     assert found["model_blessing"]["name"] == blessing["name"]
     assert found["model"]["name"] == model["name"] and found["model"]["uri"] == model["uri"]
-
-
-def _count_records(examples_uri: Path) -> int:
-    import tensorflow as tf
-
-    files = sorted(str(p) for p in examples_uri.glob("Split-*/*") if p.is_file())
-    assert files, f"no example files under {examples_uri}"
-    from shelf_model.features import compression_type
-
-    return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type=compression_type(files)))
 
 
 # --- The harness itself (fast) -------------------------------------------------------
