@@ -20,40 +20,22 @@ signature, :func:`rgb_module` builds the same steps around ``serving_image``.
 
 Weights are float16 like the ``fp16`` variant, builtin ops only. The metadata
 (model name and description, RGB image properties, normalisation mean 0 /
-std 1 so MediaPipe feeds raw 0..255, and ``labels.txt`` attached to the output
-as ``TENSOR_AXIS_LABELS``) is written with ``tflite-support``'s maintained
-image-classifier metadata writer (``create_from_metadata_info``, the variant of
-``create_for_inference`` that also takes the model's name and description).
-
-Why ``tflite-support`` and not MediaPipe's own writers: MediaPipe cannot join
-our lock. ``tensorflow-metadata 1.16.1`` (needed by TFMA 0.47.1) requires
-``protobuf<4.21`` on Python 3.10, mediapipe releases from about 0.10.12 need
-``protobuf>=4.25``, and 0.10.11 (the last accepting protobuf 3) depends on
-torch, a multi-GB CUDA build. MediaPipe's metadata writers were forked from
-``tflite-support``'s and write the same flatbuffer schema, and
-``tflite-support==0.4.4`` accepts protobuf 3.
-
-Imported as ``tensorflow_lite_support.metadata...`` (the same wheel's real
-modules), never as ``tflite_support``: that package's ``__init__`` also loads
-the Task Library, whose pybind11 ``StatusCode`` type clashes with
-TensorFlow's ("ImportError: generic_type: cannot initialize type
-"StatusCode": an object with that name is already defined"). With TensorFlow
-installed, ``import tflite_support`` fails even on its own, in any order
-(its metadata module imports TensorFlow for file access first).
-``tflite_support.metadata_writers`` only re-exports the modules used here,
-and those load next to TensorFlow in either import order.
+std 1 so MediaPipe feeds raw 0..255, value ranges, and ``labels.txt`` attached
+to the output as ``TENSOR_AXIS_LABELS``) is the one MediaPipe's image
+classifier writers produce, written by :mod:`shelf_tflite.metadata` with the
+flatbuffers runtime alone (the flatbuffer is byte for byte what TFLite
+Support's writer made; ``tests/data/tasks_metadata.json`` is its JSON).
 
 MediaPipe itself runs only in its own test environment
-(``requirements-mediapipe.lock``, ``.venv-mediapipe``), where
-``scripts/tasks_classify.py`` loads this variant with the real
-``ImageClassifier`` (tests/test_mediapipe_tasks.py).
+(``requirements-mediapipe.lock``, ``.venv-mediapipe``: it needs protobuf 4,
+the pipeline's TFMA stack protobuf 3), where ``scripts/tasks_classify.py``
+loads this variant with the real ``ImageClassifier`` and MediaPipe's own
+metadata reader (tests/test_mediapipe_tasks.py).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -64,6 +46,7 @@ from components import tflite_convert
 from shelf_data.contract import LABELS
 from shelf_model import features, preprocessing
 from shelf_model.preprocessing import DEFAULT_IMAGE_SIZE, GRAY_COEFFICIENTS
+from shelf_tflite import metadata as tflite_metadata
 
 MODEL_NAME = "Shelf audit classifier: ok / misplaced / damaged"
 MODEL_DESCRIPTION = (
@@ -172,49 +155,80 @@ def _convert_rgb(saved_model_dir: str, image_size: int | None, signature_key: st
     return bytes(converter.convert())
 
 
+def tasks_metadata() -> dict[str, Any]:
+    """The variant's metadata in its JSON shape (:func:`shelf_tflite.metadata.encode`).
+
+    One RGB ``uint8`` image input fed raw (mean 0, std 1, values 0..255) and one
+    probabilities output (0..1) whose axis is labelled by :data:`LABEL_FILE` (the
+    class names travel in that file, the metadata only points at it).
+    """
+    return {
+        "name": MODEL_NAME,
+        "description": MODEL_DESCRIPTION,
+        "subgraph_metadata": [
+            {
+                "input_tensor_metadata": [
+                    {
+                        "name": INPUT_NAME,
+                        "description": INPUT_DESCRIPTION,
+                        "content": {
+                            "content_properties_type": "ImageProperties",
+                            "content_properties": {"color_space": "RGB"},
+                        },
+                        "process_units": [
+                            {"options_type": "NormalizationOptions", "options": {"mean": [0.0], "std": [1.0]}}
+                        ],
+                        "stats": {"max": [255.0], "min": [0.0]},
+                    }
+                ],
+                "output_tensor_metadata": [
+                    {
+                        "name": OUTPUT_NAME,
+                        "description": OUTPUT_DESCRIPTION,
+                        "content": {"content_properties_type": "FeatureProperties", "content_properties": {}},
+                        "stats": {"max": [1.0], "min": [0.0]},
+                        "associated_files": [
+                            {
+                                "name": LABEL_FILE,
+                                "description": "Labels for categories that the model can recognize.",
+                                "type": "TENSOR_AXIS_LABELS",
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+        "min_parser_version": tflite_metadata.MIN_PARSER_VERSION,
+    }
+
+
 def add_metadata(model_bytes: bytes, labels: Sequence[str] = LABELS) -> bytes:
-    """Embed the MediaPipe/TFLite Task metadata and the label file into a converted model.
+    """Embed the MediaPipe Tasks metadata and the label file into a converted model.
 
     Args:
-        model_bytes: a TFLite flatbuffer with one RGB image input and one probabilities output.
+        model_bytes: a TFLite flatbuffer with one RGB ``uint8`` image input and one float32 probabilities output.
         labels: class names in output order (``shelf_data.contract.LABELS``).
 
     Returns:
         The model with metadata and ``labels.txt`` packed in (still a valid ``.tflite``).
 
     Raises:
-        ValueError: no labels, or a label that is empty or spans lines.
+        ValueError: no labels, a label that is empty or spans lines, or a model whose
+            input is not RGB ``uint8`` or whose output does not have one score per label.
     """
-    from tensorflow_lite_support.metadata import metadata_schema_py_generated as metadata_fb
-    from tensorflow_lite_support.metadata.python.metadata_writers import image_classifier, metadata_info, writer_utils
-
     labels = [str(label) for label in labels]
     if not labels or any(not label.strip() or "\n" in label for label in labels):
         raise ValueError(f"labels must be non-empty single-line names. Received labels={labels}")
-    buffer = bytearray(model_bytes)
-    with tempfile.TemporaryDirectory(prefix="tasks-labels-") as tmp:
-        label_path = os.path.join(tmp, LABEL_FILE)
-        with open(label_path, "w", encoding="utf-8") as handle:
-            handle.write("\n".join(labels) + "\n")
-        writer = image_classifier.MetadataWriter.create_from_metadata_info(
-            buffer,
-            general_md=metadata_info.GeneralMd(name=MODEL_NAME, description=MODEL_DESCRIPTION),
-            input_md=metadata_info.InputImageTensorMd(
-                name=INPUT_NAME,
-                description=INPUT_DESCRIPTION,
-                norm_mean=[0.0],
-                norm_std=[1.0],
-                color_space_type=metadata_fb.ColorSpaceType.RGB,
-                tensor_type=writer_utils.get_input_tensor_types(buffer)[0],
-            ),
-            output_md=metadata_info.ClassificationTensorMd(
-                name=OUTPUT_NAME,
-                description=OUTPUT_DESCRIPTION,
-                label_files=[metadata_info.LabelFileMd(file_path=label_path)],
-                tensor_type=writer_utils.get_output_tensor_types(buffer)[0],
-            ),
+    tensors = tflite_convert.describe_io(model_bytes)
+    if tensors["input"]["dtype"] != "uint8" or tensors["input"]["shape"][-1] != CHANNELS:
+        raise ValueError(f"the tasks variant takes RGB uint8 images [1, h, w, 3]. Received input={tensors['input']}")
+    if tensors["output"]["dtype"] != "float32" or tensors["output"]["shape"][-1] != len(labels):
+        raise ValueError(
+            f"the tasks variant outputs float32 [1, {len(labels)}], one score per label. "
+            f"Received output={tensors['output']}"
         )
-        return bytes(writer.populate())
+    label_file = ("\n".join(labels) + "\n").encode("utf-8")
+    return tflite_metadata.populate(model_bytes, tasks_metadata(), {LABEL_FILE: label_file})
 
 
 def convert_tasks(
@@ -238,33 +252,3 @@ def convert_tasks(
         The ``.tflite`` bytes MediaPipe Tasks' ``ImageClassifier`` loads as they are.
     """
     return add_metadata(_convert_rgb(saved_model_dir, image_size, signature_key, loaded), labels)
-
-
-def read_metadata(model_bytes: bytes) -> dict[str, Any]:
-    """The metadata embedded in a model, as tflite-support's ``MetadataDisplayer`` reads it.
-
-    Args:
-        model_bytes: a ``.tflite`` model (from :func:`convert_tasks`).
-
-    Returns:
-        ``{"metadata": <the metadata JSON as a dict, {} when there is none>,
-        "associated_files": [packed file names], "labels": [lines of the
-        output's TENSOR_AXIS_LABELS file, [] when there is none]}``.
-    """
-    from tensorflow_lite_support.metadata.python import metadata as tflite_metadata
-
-    buffer = bytearray(model_bytes)
-    try:
-        displayer = tflite_metadata.MetadataDisplayer.with_model_buffer(buffer)
-    except ValueError:  # the model has no metadata buffer at all
-        return {"metadata": {}, "associated_files": [], "labels": []}
-    metadata = json.loads(displayer.get_metadata_json())
-    files = sorted(displayer.get_packed_associated_file_list())
-    labels: list[str] = []
-    for tensor in metadata.get("subgraph_metadata", [{}])[0].get("output_tensor_metadata", []):
-        for associated in tensor.get("associated_files", []):
-            if associated.get("type") == "TENSOR_AXIS_LABELS" and associated.get("name") in files:
-                text = displayer.get_associated_file_buffer(associated["name"]).decode("utf-8")
-                labels = [line for line in text.splitlines() if line.strip()]
-                break
-    return {"metadata": metadata, "associated_files": files, "labels": labels}

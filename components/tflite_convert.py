@@ -11,7 +11,9 @@ is a pure step the TFLite pusher composes (and the benchmark reuses):
   converted. ``tasks`` (RGB uint8 input, gray conversion inside, TFLite
   metadata for MediaPipe Tasks) is built by :mod:`components.tasks_variant`.
 - :func:`run_tflite` / :func:`measure_latency_ms` run a converted model the
-  way the handheld does (batch 1, raw 0..255 pixels). They take our gray
+  way the handheld does (batch 1, raw 0..255 pixels), with LiteRT's
+  interpreter (``ai_edge_litert``, the runtime the Android app ships; the
+  conversion itself is TensorFlow's converter). They take our gray
   images for every variant: an RGB model gets the gray channel repeated
   (its BT.601 gray of ``(g, g, g)`` is ``g``), so outputs stay comparable.
 - :func:`verify_variant` checks a variant against the SavedModel's outputs
@@ -40,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
 
 from components import variants as push_defaults
 from components.variants import DEFAULT_PARITY_TOLERANCES as DEFAULT_PARITY_TOLERANCES
@@ -218,12 +221,12 @@ def _set_options(converter: tf.lite.TFLiteConverter, variant: str, representativ
 
 def input_image_shape(model_bytes: bytes) -> tuple[int, int, int]:
     """``(height, width, channels)`` of the model's image input, as the Trainer exported it."""
-    detail = tf.lite.Interpreter(model_content=model_bytes).get_input_details()[0]
+    detail = Interpreter(model_content=model_bytes).get_input_details()[0]
     return tuple(int(d) for d in detail["shape"][1:])
 
 
-def _interpreter(model_bytes: bytes, num_threads: int) -> tf.lite.Interpreter:
-    interpreter = tf.lite.Interpreter(model_content=model_bytes, num_threads=num_threads)
+def _interpreter(model_bytes: bytes, num_threads: int) -> Interpreter:
+    interpreter = Interpreter(model_content=model_bytes, num_threads=num_threads)
     detail = interpreter.get_input_details()[0]
     # The signature has a dynamic batch; the handheld always runs batch 1. The
     # image size is the model's own (the Trainer's), never assumed here.
@@ -338,7 +341,7 @@ def measure_latency_ms(model_bytes: bytes, num_threads: int = 1, repeats: int = 
 
 def describe_io(model_bytes: bytes) -> dict[str, dict[str, Any]]:
     """Input/output shape, dtype and quantization of a model, JSON-ready."""
-    interpreter = tf.lite.Interpreter(model_content=model_bytes)
+    interpreter = Interpreter(model_content=model_bytes)
 
     def _one(detail: Mapping[str, Any]) -> dict[str, Any]:
         scale, zero_point = detail["quantization"]

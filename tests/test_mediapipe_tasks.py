@@ -127,6 +127,11 @@ def test_mediapipe_reads_the_labels_from_the_metadata(classified):
     assert meta["associated_files"] == ["labels.txt"]
     image = meta["metadata"]["subgraph_metadata"][0]["input_tensor_metadata"][0]
     assert image["content"]["content_properties"]["color_space"] == "RGB"
+    assert image["process_units"] == [
+        {"options_type": "NormalizationOptions", "options": {"mean": [0.0], "std": [1.0]}}
+    ]
+    # MediaPipe's own reader shows exactly the metadata TFLite Support's image-classifier writer produced.
+    assert meta["metadata"] == json.loads((Path(__file__).parent / "data" / "tasks_metadata.json").read_text())
     for name, _, _ in FRAMES:
         result = classified["mediapipe"][name]
         # Every class, named as in the label file, in the model's output order.

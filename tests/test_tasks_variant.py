@@ -6,18 +6,22 @@ misplaced between, damaged above 0.75 (tests/tflite_helpers.py).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tflite_helpers as helpers
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from components import tasks_variant as tv
 from components import tflite_convert as tc
 from components import variants
 from shelf_data.contract import LABELS
 from shelf_model.preprocessing import GRAY_COEFFICIENTS
+from shelf_tflite import metadata as tflite_metadata
 
 pytestmark = pytest.mark.component
 
@@ -41,7 +45,7 @@ def fp16_model(saved_model) -> bytes:
 
 def _run_rgb(model: bytes, rgb: np.ndarray) -> np.ndarray:
     """Feed uint8 RGB frames straight to the interpreter, as MediaPipe does."""
-    interpreter = tf.lite.Interpreter(model_content=model)
+    interpreter = Interpreter(model_content=model)
     interpreter.allocate_tensors()
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     results = []
@@ -74,20 +78,25 @@ def test_input_is_rgb_uint8_and_output_float_probabilities(tasks_model):
     assert io["output"]["dtype"] == "float32" and io["output"]["shape"] == [1, 3]
     assert tc.input_image_shape(tasks_model) == (128, 128, 3)
     # Builtin ops only; the gray conversion is in the graph (cast, BT.601 weighted sum, round).
-    interpreter = tf.lite.Interpreter(
+    interpreter = Interpreter(
         model_content=tasks_model,
-        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
     )
     interpreter.allocate_tensors()
-    ops = {op["op_name"] for op in interpreter._get_ops_details()}  # TF 2.16 has no public op listing
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}  # LiteRT has no public op listing
     assert not any(name.startswith("Flex") or name == "CUSTOM" for name in ops), ops
     assert {"CAST", "ROUND", "CONV_2D"} <= ops, ops
     # fp16 weights, dequantized to float32 for compute, like the fp16 variant.
     assert "DEQUANTIZE" in ops and any(t["dtype"] == np.float16 for t in interpreter.get_tensor_details())
 
 
+def test_metadata_is_what_the_image_classifier_writers_wrote(tasks_model):
+    golden = json.loads((Path(__file__).parent / "data" / "tasks_metadata.json").read_text())
+    assert tflite_metadata.read_metadata(tasks_model)["metadata"] == golden
+
+
 def test_metadata_holds_labels_rgb_and_raw_pixel_normalisation(tasks_model, saved_model):
-    read = tv.read_metadata(tasks_model)
+    read = tflite_metadata.read_metadata(tasks_model)
     assert read["labels"] == list(LABELS)
     assert read["associated_files"] == [tv.LABEL_FILE]
     meta = read["metadata"]
@@ -105,7 +114,11 @@ def test_metadata_holds_labels_rgb_and_raw_pixel_normalisation(tasks_model, save
     assert output["name"] == "probabilities"
     assert [(f["name"], f["type"]) for f in output["associated_files"]] == [(tv.LABEL_FILE, "TENSOR_AXIS_LABELS")]
     # The gray variants carry no metadata.
-    assert tv.read_metadata(tc.convert(saved_model, "fp32")) == {"metadata": {}, "associated_files": [], "labels": []}
+    assert tflite_metadata.read_metadata(tc.convert(saved_model, "fp32")) == {
+        "metadata": {},
+        "associated_files": [],
+        "labels": [],
+    }
 
 
 def test_rgb_module_equals_saved_model_on_bt601_gray(saved_model):
@@ -190,6 +203,13 @@ def test_add_metadata_rejects_bad_labels(tasks_model):
         tv.add_metadata(tasks_model, labels=["ok", "two\nlines"])
 
 
+def test_add_metadata_rejects_a_model_that_is_not_rgb_uint8(fp16_model, tasks_model):
+    with pytest.raises(ValueError, match="takes RGB uint8 images"):
+        tv.add_metadata(fp16_model)
+    with pytest.raises(ValueError, match=r"outputs float32 \[1, 4\], one score per label"):
+        tv.add_metadata(tasks_model, labels=["a", "b", "c", "d"])
+
+
 def test_converted_from_the_rgb_signature_when_the_model_exports_it(tmp_path):
     with_rgb = helpers.build_tiny_saved_model(str(tmp_path / "rgb"), rgb=True)
     without = helpers.build_tiny_saved_model(str(tmp_path / "gray"))
@@ -202,7 +222,11 @@ def test_converted_from_the_rgb_signature_when_the_model_exports_it(tmp_path):
             tc.convert(without, "tasks")
     # Both ways give the same model: same input, metadata and outputs on colour frames.
     assert tc.describe_io(direct)["input"]["shape"] == tc.describe_io(wrapped)["input"]["shape"] == [1, 128, 128, 3]
-    assert tv.read_metadata(direct)["labels"] == tv.read_metadata(wrapped)["labels"] == list(LABELS)
+    assert (
+        tflite_metadata.read_metadata(direct)["labels"]
+        == tflite_metadata.read_metadata(wrapped)["labels"]
+        == list(LABELS)
+    )
     frames = _colour_frames(9, seed=8)
     np.testing.assert_allclose(_run_rgb(direct, frames), _run_rgb(wrapped, frames), atol=1e-6)
 
@@ -212,7 +236,8 @@ def test_a_loaded_saved_model_is_reused_for_the_rgb_signature(tmp_path):
     fresh = tv._convert_rgb(with_rgb, None, "serving_image")
     loaded = tc.load_saved_model(with_rgb)
     with mock.patch.object(tf.saved_model, "load", side_effect=AssertionError("loaded again")):
-        # Before the metadata (its packed label file carries a time stamp), the bytes are the same.
         assert tv._convert_rgb(with_rgb, None, "serving_image", loaded) == fresh
         tasks = tv.convert_tasks(with_rgb, loaded=loaded)
-    assert tv.read_metadata(tasks)["labels"] == list(LABELS)
+    # The metadata and the packed label file add the same bytes every time.
+    assert tasks == tv.add_metadata(fresh)
+    assert tflite_metadata.read_metadata(tasks)["labels"] == list(LABELS)

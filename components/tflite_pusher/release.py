@@ -233,9 +233,9 @@ def model_files(
 
 
 def _tasks_metadata(model_bytes: bytes) -> dict[str, Any]:
-    from components import tasks_variant
+    from shelf_tflite import metadata as tflite_metadata
 
-    return tasks_variant.read_metadata(model_bytes)
+    return tflite_metadata.read_metadata(model_bytes)
 
 
 def _model_files(files: Mapping[str, bytes]) -> dict[str, bytes]:

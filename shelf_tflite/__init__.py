@@ -1,0 +1,1 @@
+"""TFLite files as the app receives them: model metadata, without TensorFlow."""
