@@ -23,7 +23,7 @@ DEMO_HOME := runs/demo
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help env lock run test test-fast lint bench demo-data wheel image compile clean \
+.PHONY: help env lock run test test-services test-fast lint bench demo-data wheel image compile clean \
   env-mediapipe .venv-mediapipe lock-mediapipe
 
 help: ## List the targets
@@ -89,9 +89,12 @@ run: demo-data ## Run the whole pipeline locally on the demo data
 # (module-scoped fixtures such as the tiny pipeline runs are built once).
 PYTEST := $(VENV)/bin/python -m pytest -n 2 --dist loadscope
 
-test: $(STAMP) $(MP_STAMP) ## Lint, then every test tier (unit, component, e2e, kfp, mysql, notebook, browser, mediapipe), as CI runs them
+test: test-services $(STAMP) $(MP_STAMP) ## Set up the test services (scripts/test_services.sh: as root, installs chromium, fonts-dejavu-core and mariadb-server when missing and starts MariaDB with its test user; without root, names the packages and stops), lint, then every test tier (unit, component, e2e, kfp, mysql, notebook, browser, mediapipe), as CI runs them
 	$(VENV)/bin/ruff check .
 	$(PYTEST)
+
+test-services: ## Only the test services of `make test` (Chromium; MariaDB and its test user), idempotent: seconds when set up
+	@scripts/test_services.sh
 
 test-fast: $(STAMP) ## Lint and the quick tiers only (skips e2e, kfp, mysql, notebook, browser, mediapipe), for iteration
 	$(VENV)/bin/ruff check .
