@@ -36,11 +36,16 @@ $(STAMP): $(LOCK) pyproject.toml
 	  echo ">> creating $(VENV) with $$PY310"; \
 	  rm -rf $(VENV); "$$PY310" -m venv $(VENV); \
 	fi; \
+	for tool in gcc g++; do \
+	  command -v $$tool >/dev/null 2>&1 || { echo "error: no $$tool on PATH: pyfarmhash (needed by TensorFlow Transform)" \
+	    "has no wheel and is built from source with a C++ compiler. Install one, e.g. apt-get install g++" >&2; exit 1; }; \
+	done; \
 	start=$$(date +%s); \
 	$(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"; \
 	echo ">> syncing $(VENV) with $(LOCK)"; \
 	VIRTUAL_ENV=$(VENV) $(UV) pip sync --quiet --require-hashes --compile-bytecode $(LOCK); \
 	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --no-deps -e .; \
+	$(PY) -m shelf_audit.preflight; \
 	touch $(STAMP); \
 	echo ">> environment ready in $$(( $$(date +%s) - start ))s"
 

@@ -145,7 +145,7 @@ def convert_many(
     blobs: dict[str, bytes] = {}
     for variant in variants:
         if variant == "tasks":
-            # Imported here: only this variant needs tflite-support's metadata writer.
+            # Imported here: tasks_variant imports this module for its converter.
             from components import tasks_variant
 
             blobs[variant] = tasks_variant.convert_tasks(

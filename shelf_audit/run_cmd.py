@@ -203,6 +203,15 @@ def run_pipeline(config: config_lib.PipelineConfig, home: str, force: bool = Fal
     with heap.frozen_after_imports():  # TensorFlow, TFX, Beam, TFMA: ~8 full collections otherwise
         from pipeline import local_runner, metadata_store, run_summary
         from pipeline.pipeline import gate_eval_config, split_settings
+        from shelf_audit import preflight
+
+        # What later stages import when they start, imported now: a library this machine lacks stops the run here.
+        missing = preflight.problems()
+    if missing:
+        for line in missing:
+            log.error("set-up: %s", line)
+        log.error("set-up: nothing was run; fix the environment (`make env` runs the same check)")
+        return EXIT_ERROR
 
     data_root = os.path.abspath(config.data.input_base)
     if not os.path.isdir(data_root):
