@@ -49,18 +49,27 @@ server_answers() { mariadb-admin --protocol=socket --connect-timeout=1 ping >/de
 
 is_local() { [ "$HOST" = 127.0.0.1 ] || [ "$HOST" = localhost ]; }
 
+port_taken() { (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; }
+
 start_mariadb() {
+  if port_taken; then
+    echo "error: another server listens at $HOST:$PORT, and $USER_NAME cannot log in there: create that" \
+      "user there, or point SHELF_AUDIT_TEST_MYSQL_PORT at a free port" >&2
+    return 1
+  fi
   echo ">> mariadb: starting the server (log $MARIADB_LOG)"
   install -d -o mysql -g mysql /run/mysqld /var/log/mysql
   [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
   # No systemd (CI, containers, chroots): mysqld_safe in its own session, detached from this
   # script's output, so it outlives `make test`'s shell.
   setsid mysqld_safe --skip-syslog --log-error="$MARIADB_LOG" --port="$PORT" </dev/null >/dev/null 2>&1 &
+  local safe=$!
   for _ in $(seq 1 120); do
     server_answers && return 0
+    kill -0 "$safe" 2>/dev/null || break # mysqld_safe gave up: no point in waiting
     sleep 0.5
   done
-  echo "error: mariadb did not answer within 60s; the end of $MARIADB_LOG:" >&2
+  echo "error: mariadb did not start; the end of $MARIADB_LOG:" >&2
   tail -n 30 "$MARIADB_LOG" >&2 || true
   return 1
 }
