@@ -66,7 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet.quiet_environment(verbose)
     # google-api-core warns on every import that Python 3.10 support is ending; TFX 1.16 needs 3.10.
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\..*")
-    native = None if verbose else quiet.NativeStderrFilter().start()
+    # Whole stdout lines in order with stderr's (one file under cron, systemd or CI); without --verbose,
+    # native noise dropped from file descriptor 2.
+    output = quiet.OrderedOutput(filter_native=not verbose).start()
     try:
         args = build_parser(argv).parse_args(argv)
         logging.basicConfig(
@@ -81,8 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_ERROR
     finally:
-        if native is not None:
-            native.stop()
+        output.stop()
 
 
 # The status console_main exits with, set once main has returned or raised.

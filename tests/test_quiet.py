@@ -1,8 +1,10 @@
-"""Third-party noise: the native stderr filter and the logging filter keep our lines and real errors."""
+"""Third-party noise is dropped, our lines and real errors kept; stdout and stderr come out whole and in order."""
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -66,3 +68,170 @@ def test_third_party_filter_by_logger_and_root_message():
     assert keep(_record("root", logging.INFO, "something else a library says"))
     assert keep(_record("shelf_audit.run", logging.INFO, "running devrun"))
     assert keep(_record("shelf_model.trainer", logging.INFO, "epoch 1/2: loss 0.5"))
+
+
+# --- One stream a person can read: stdout and stderr in one file, pipe or two files -----------------------------
+
+# A subcommand run by the real console script (cli.console_main: quiet setup, logging, the quick os._exit).
+# It writes lines to stdout (print), to logging, and natively to file descriptor 2 (from this process, a thread
+# and a child), numbered in the order they are completed (their newline written), and TFLite's delegate line,
+# whole and in TFLite's own three pieces. The last stdout line has no newline.
+ONE_STREAM = textwrap.dedent(
+    """
+    import ctypes, logging, os, subprocess, sys, threading, types
+    from shelf_audit import cli
+
+    XNNPACK = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+    libc = ctypes.CDLL(None)
+    log = logging.getLogger("shelf_audit.run")
+
+    def native(data):
+        assert libc.write(2, data, len(data)) == len(data)
+
+    def run(args):
+        n = 0
+        for _ in range(40):
+            log.info("line %d log", n + 1)
+            print(f"line {n + 2} summary")
+            os.write(2, XNNPACK + b"\\n")
+            native(f"line {n + 3} native\\n".encode())
+            native(b"INFO: "); native(XNNPACK[6:]); native(b"\\n")  # as TFLite writes it
+            print(f"line {n + 4} summary", flush=True)
+            native(f"line {n + 7} native, ".encode())  # a partial write, ended after the next stdout line
+            print(f"line {n + 5} summary\\nline {n + 6} summary")  # one print, two lines
+            native(b"ended\\n")
+            print(f"line {n + 8} stderr print", file=sys.stderr)
+            n += 8
+        thread = threading.Thread(target=lambda: log.info("line %d log from a thread", n + 1))
+        thread.start(); thread.join()
+        child = "import os; os.write(2, b'line %d child\\\\n' + %r + b'\\\\n')" % (n + 2, XNNPACK)
+        subprocess.run([sys.executable, "-c", child], check=True)
+        print(f"line {n + 3} summary, last; no newline", end="")
+        return 0
+
+    module = types.ModuleType("one_stream_cmd")
+    module.add_arguments = lambda parser: None
+    module.run = run
+    sys.modules[module.__name__] = module
+    cli.COMMANDS["one-stream"] = (module.__name__, "test")
+    sys.argv = ["shelf-audit", "one-stream"]
+    cli.console_main()
+    """
+)
+ONE_STREAM_LINES = 40 * 8 + 3
+
+
+# Each line ONE_STREAM writes, exactly; two run together or one cut in two match none.
+ONE_STREAM_LINE = re.compile(
+    r"(?:\d\d:\d\d:\d\d INFO shelf_audit\.run: )?line (\d+) "
+    r"(?:log|log from a thread|summary|summary, last; no newline|native|native, ended|stderr print|child)"
+)
+
+
+def _numbered(text: str) -> list[int]:
+    """The line numbers in ``text``, each line checked to be exactly one whole line of ONE_STREAM."""
+    assert text.endswith("\n")
+    numbers = []
+    for line in text.splitlines():
+        match = ONE_STREAM_LINE.fullmatch(line)
+        assert match, f"not one whole line: {line!r}"
+        numbers.append(int(match.group(1)))
+    return numbers
+
+
+def _one_stream_env(unbuffered: bool) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTHONUNBUFFERED", None)
+    if unbuffered:  # as in the image and the systemd unit: print's text and newline are two writes
+        env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.mark.parametrize("unbuffered", [True, False], ids=["unbuffered", "buffered"])
+def test_stdout_and_stderr_in_one_file_come_out_whole_in_order_and_filtered(tmp_path, unbuffered):
+    path = tmp_path / "log"
+    with open(path, "wb") as f:  # cron's `>> log 2>&1`
+        proc = subprocess.run(
+            [sys.executable, "-c", ONE_STREAM],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env=_one_stream_env(unbuffered),
+            timeout=60,
+        )
+    text = path.read_bytes().decode()
+    assert proc.returncode == 0, text
+    assert "XNNPACK" not in text
+    assert _numbered(text) == list(range(1, ONE_STREAM_LINES + 1))
+
+
+def test_stdout_and_stderr_in_one_pipe_come_out_whole_in_order_and_filtered():
+    proc = subprocess.run(
+        [sys.executable, "-c", ONE_STREAM],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=_one_stream_env(True),
+        timeout=60,
+    )
+    text = proc.stdout.decode()
+    assert proc.returncode == 0, text
+    assert "XNNPACK" not in text
+    assert _numbered(text) == list(range(1, ONE_STREAM_LINES + 1))
+
+
+def test_stdout_and_stderr_in_two_files_each_whole_in_order_and_filtered(tmp_path):
+    with open(tmp_path / "out", "wb") as out, open(tmp_path / "err", "wb") as err:
+        proc = subprocess.run([sys.executable, "-c", ONE_STREAM], stdout=out, stderr=err, timeout=60)
+    stdout, stderr = (tmp_path / "out").read_text(), (tmp_path / "err").read_text()
+    assert proc.returncode == 0, stderr
+    assert "XNNPACK" not in stderr
+    assert all("summary" in line for line in stdout.splitlines())
+    assert not any("summary" in line for line in stderr.splitlines())
+    assert sorted(_numbered(stdout) + _numbered(stderr)) == list(range(1, ONE_STREAM_LINES + 1))
+    assert _numbered(stdout) == sorted(_numbered(stdout)) and _numbered(stderr) == sorted(_numbered(stderr))
+
+
+def _on_a_terminal(script: str) -> str:
+    """Run ``script`` with stdout and stderr on one pseudo-terminal; what the terminal got, newlines as ``\\n``."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=slave, stderr=slave, env=_one_stream_env(True))
+    os.close(slave)
+    data = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: every end of the terminal closed
+            break
+        if not chunk:
+            break
+        data += chunk
+    os.close(master)
+    assert proc.wait(timeout=60) == 0, data
+    return data.replace(b"\r\n", b"\n").decode()
+
+
+def test_stdout_and_stderr_on_one_terminal_come_out_whole_in_order_and_filtered():
+    text = _on_a_terminal(ONE_STREAM)
+    assert "XNNPACK" not in text
+    assert _numbered(text) == list(range(1, ONE_STREAM_LINES + 1))
+
+
+def test_a_progress_line_redraws_in_place_on_a_terminal_and_a_stdout_line_starts_its_own():
+    text = _on_a_terminal(
+        textwrap.dedent(
+            """
+            import sys
+            from shelf_audit.quiet import OrderedOutput
+            output = OrderedOutput().start()
+            for batch in range(3):
+                sys.stderr.write(f"\\r\\033[Kepoch 1: batch {batch}")
+                sys.stderr.flush()
+            print("a summary line")
+            sys.stderr.write("\\r\\033[Kepoch 1: done\\n")
+            output.stop()
+            """
+        )
+    )
+    redraws = "".join(f"\r\033[Kepoch 1: batch {batch}" for batch in range(3))
+    assert text == redraws + "\na summary line\n\r\033[Kepoch 1: done\n"
