@@ -1,6 +1,6 @@
-"""A real TFLite interpreter under the console script: its native INFO line is dropped, our lines stay in order.
+"""A real LiteRT interpreter under the console script: its native INFO line is dropped, our lines stay in order.
 
-``tf.lite.Interpreter`` and LiteRT's ``ai_edge_litert.interpreter.Interpreter`` both print
+LiteRT's ``ai_edge_litert.interpreter.Interpreter`` (what verification runs) prints
 ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` from C++ to file descriptor 2, in three
 writes, when an interpreter is created. With ``--verbose`` the line shows (so the text is checked against
 :data:`shelf_audit.quiet.NATIVE_NOISE`); without, stdout and stderr in one file hold our lines only.
@@ -8,7 +8,6 @@ writes, when an interpreter is created. With ``--verbose`` the line shows (so th
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -28,7 +27,6 @@ SCRIPT = textwrap.dedent(
     import logging, sys, types
     from shelf_audit import cli
 
-    RUNTIME = sys.argv.pop(1)
     log = logging.getLogger("shelf_audit.run")
 
     def run(args):
@@ -45,10 +43,8 @@ SCRIPT = textwrap.dedent(
         tiny = Tiny()
         converter = tf.lite.TFLiteConverter.from_concrete_functions([tiny.__call__.get_concrete_function()], tiny)
         model = converter.convert()
-        if RUNTIME == "ai_edge_litert":
-            from ai_edge_litert.interpreter import Interpreter
-        else:
-            Interpreter = tf.lite.Interpreter
+        from ai_edge_litert.interpreter import Interpreter
+
         print("line 1 summary")
         log.info("line 2 log")
         interpreter = Interpreter(model_content=model)
@@ -66,21 +62,13 @@ SCRIPT = textwrap.dedent(
     """
 )
 
-RUNTIMES = [
-    "tf.lite",
-    pytest.param(
-        "ai_edge_litert",
-        marks=pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None, reason="LiteRT not installed"),
-    ),
-]
 
-
-def _run(tmp_path, runtime: str, *flags: str) -> list[str]:
+def _run(tmp_path, *flags: str) -> list[str]:
     """The lines of stdout and stderr, written to one file, of ``shelf-audit [flags] interpreter``."""
     path = tmp_path / "log"
     with open(path, "wb") as f:
         proc = subprocess.run(
-            [sys.executable, "-c", SCRIPT, runtime, *flags, "interpreter"],
+            [sys.executable, "-c", SCRIPT, *flags, "interpreter"],
             stdout=f,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -92,13 +80,12 @@ def _run(tmp_path, runtime: str, *flags: str) -> list[str]:
     return text.splitlines()
 
 
-@pytest.mark.parametrize("runtime", RUNTIMES)
-def test_the_interpreters_native_info_line_is_noise_and_is_dropped(tmp_path, runtime):
-    shown = [line for line in _run(tmp_path, runtime, "--verbose") if "XNNPACK" in line]
+def test_the_interpreters_native_info_line_is_noise_and_is_dropped(tmp_path):
+    shown = [line for line in _run(tmp_path, "--verbose") if "XNNPACK" in line]
     assert shown == ["INFO: Created TensorFlow Lite XNNPACK delegate for CPU."]
     assert any(pattern.search(shown[0].encode()) for pattern in quiet.NATIVE_NOISE)
 
-    lines = _run(tmp_path, runtime)
+    lines = _run(tmp_path)
     ours = re.compile(r"(\d\d:\d\d:\d\d INFO shelf_audit\.run: )?line \d (summary|log)")
     assert [line for line in lines if not ours.fullmatch(line)] == []  # no third-party line at all
     assert [int(line.split("line ")[1][0]) for line in lines] == [1, 2, 3, 4]
