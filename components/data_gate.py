@@ -29,8 +29,8 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import io_utils
 
-from components import bad_records, splits
-from shelf_data import contract
+from components import bad_records
+from shelf_data import contract, splits
 from shelf_data.validate import format_anomalies
 
 ANOMALIES_FILE = "SchemaDiff.pb"

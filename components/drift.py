@@ -46,8 +46,8 @@ from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 
 from components import example_gen
-from components import spans as spans_lib
 from shelf_data import contract
+from shelf_data import spans as spans_lib
 
 REPORT_FILE = "drift.json"
 MEASURES = ("infinity_norm", "jensen_shannon_divergence")

@@ -6,7 +6,7 @@ processor (``tfx/components/example_gen/input_processor.py``) refuses a
 than one span. :class:`SpanWindowExampleGen` is TFX's ImportExampleGen with
 two small pieces swapped in:
 
-* the **driver** resolves the run's selection (``components.spans``) to the
+* the **driver** resolves the run's selection (``shelf_data.spans``) to the
   spans present under ``input_base``, then lets TFX's own
   ``FileBasedInputProcessor`` resolve each span as a single-span
   ``static_range`` (pattern, ``{VERSION}``, fingerprint: TFX's code). A
@@ -48,7 +48,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from components import bad_records, record_check, tfx_hooks
-from components import spans as spans_lib
+from shelf_data import spans as spans_lib
 
 SPLIT_NAME = "single_split"
 SPLIT_PATTERN = "span-{SPAN}/*.tfrecord*"

@@ -30,7 +30,8 @@ from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
 from tfx.orchestration.kubeflow.v2.file_based_example_gen import driver as tfx_kfp_driver
 from tfx.types import standard_component_specs
 
-from components import example_gen, spans
+from components import example_gen
+from shelf_data import spans
 
 # The module TFX puts in the hook, and ours.
 TFX_DRIVER_MODULE = "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver"

@@ -22,7 +22,8 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils
 
-from components import heap, splits
+from components import heap
+from shelf_data import splits
 
 EPOCHS_KEY = "epochs"
 CUSTOM_CONFIG_KEY = standard_component_specs.CUSTOM_CONFIG_KEY

@@ -16,9 +16,9 @@ from typing import Any
 
 import tomli
 
-from components import spans as spans_lib
 from components import variants as push_defaults
 from components.variants import VARIANTS
+from shelf_data import spans as spans_lib
 from shelf_data.contract import LABELS
 from shelf_model.hparams import CACHE_CHOICES, TrainingConfig
 
@@ -38,9 +38,9 @@ class DataConfig:
     """Where the photos are and which spans and split to use."""
 
     input_base: str = "data/demo"
-    # Which spans: "latest", "last:K" (the K newest) or "A-B" / "N" (inclusive); see components/spans.py.
+    # Which spans: "latest", "last:K" (the K newest) or "A-B" / "N" (inclusive); see shelf_data/spans.py.
     spans: str = "latest"
-    # Deterministic hash split train : validation : eval (see components/splits.py): the
+    # Deterministic hash split train : validation : eval (see shelf_data/splits.py): the
     # Trainer fits on train and watches validation; the gate sees only eval.
     train_buckets: int = 8
     validation_buckets: int = 1

@@ -26,8 +26,6 @@ from tfx.utils import proto_utils
 
 import shelf_data
 import shelf_model
-from components import spans as spans_lib
-from components import splits
 from components.data_gate import DataGate
 from components.drift import SpanDrift
 from components.example_gen import SpanWindowExampleGen, resolve_range_config_json
@@ -38,6 +36,8 @@ from components.transform import Transform
 from pipeline import inputs_digest as digest_lib
 from pipeline.config import DataConfig, GateConfig, PipelineConfig
 from pipeline.eval_config import build_eval_config
+from shelf_data import spans as spans_lib
+from shelf_data import splits
 
 log = logging.getLogger("shelf_audit.pipeline")
 

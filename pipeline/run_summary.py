@@ -21,9 +21,9 @@ from components import bad_records, split_stats
 from components.drift import DriftReport, read_report
 from components.example_gen import SPANS_PROPERTY
 from components.report.tfma_reader import GateRow, load_evaluation
-from components.spans import format_spans
 from pipeline.lineage import custom_property
 from pipeline.metadata_store import PIPELINE_RUN_CONTEXT, run_pipeline_root
+from shelf_data.spans import format_spans
 
 # Slices smaller than this are too noisy to call "worst"; they stay in the TFMA output.
 MIN_SLICE_EXAMPLES = 30

@@ -150,7 +150,7 @@ def nothing_new(config: config_lib.PipelineConfig, home: str) -> str | None:
 def span_problem(config: config_lib.PipelineConfig, data_root: str) -> str:
     """Why the run's span selection cannot be read under ``data_root`` (no span, an empty span folder), or ""."""
     from components import example_gen
-    from components import spans as spans_lib
+    from shelf_data import spans as spans_lib
 
     try:
         example_gen.resolve(data_root, example_gen.input_config(), spans_lib.parse(config.data.spans))

@@ -1,4 +1,4 @@
-"""Unit tests of components.spans: the span selection syntax, its RangeConfig JSON and the window rule."""
+"""Unit tests of shelf_data.spans: the span selection syntax, its RangeConfig JSON and the window rule."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from components import spans
-from components.spans import LAST, LATEST, RANGE, SpanSelection
+from shelf_data import spans
+from shelf_data.spans import LAST, LATEST, RANGE, SpanSelection
 
 
 def _static(first: int, last: int) -> dict:

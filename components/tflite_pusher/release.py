@@ -29,11 +29,11 @@ import tensorflow as tf
 from tfx import types
 from tfx.types import artifact_utils
 
-from components import bad_records, model_bucket, split_stats, splits, tflite_convert
+from components import bad_records, model_bucket, split_stats, tflite_convert
 from components import drift as drift_lib
 from components.report import examples as report_examples
 from components.tflite_pusher.verification import EvalData, Verified
-from shelf_data import contract
+from shelf_data import contract, splits
 from shelf_model import preprocessing
 
 log = logging.getLogger(__name__)

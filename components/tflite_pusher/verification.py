@@ -18,7 +18,8 @@ import numpy as np
 from tfx import types
 from tfx.types import artifact_utils
 
-from components import splits, tflite_convert
+from components import tflite_convert
+from shelf_data import splits
 
 log = logging.getLogger(__name__)
 
