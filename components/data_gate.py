@@ -8,7 +8,7 @@ run fails with a readable list. The gate stops the run when
   features, ...): ``split: feature: problem: detail``;
 * ExampleGen dropped more than ``data.max_bad_fraction`` of the photos read,
   or of a split's photos beyond a margin for chance
-  (:func:`components.bad_records.over_limit`); dropped photos are those whose
+  (:func:`shelf_data.bad_records.over_limit`); dropped photos are those whose
   image does not decode or is under 64x64 (ExampleGen's Beam step drops them
   and lists them in ``bad_records.json``, see :mod:`components.record_check`):
   the error gives the counts per split and reason and the first records, by
@@ -29,8 +29,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import io_utils
 
-from components import bad_records
-from shelf_data import contract, splits
+from shelf_data import bad_records, contract, splits
 from shelf_data.validate import format_anomalies
 
 ANOMALIES_FILE = "SchemaDiff.pb"

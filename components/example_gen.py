@@ -47,7 +47,8 @@ from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components import bad_records, record_check, tfx_hooks
+from components import record_check, tfx_hooks
+from shelf_data import bad_records
 from shelf_data import spans as spans_lib
 
 SPLIT_NAME = "single_split"
@@ -364,7 +365,7 @@ class Executor(import_executor.Executor):
     ) -> dict[str, beam.pvalue.PCollection]:
         """Read every input file in a DoFn, drop unusable photos, hash-split the rest as TFX does.
 
-        Dropped records and counts go to ``<examples uri>/bad_records.json`` (:mod:`components.bad_records`).
+        Dropped records and counts go to ``<examples uri>/bad_records.json`` (:mod:`shelf_data.bad_records`).
         Payloads other than tf.Example, or no output split config, fall back to TFX's own reading.
         """
         input_config = example_gen_pb2.Input()

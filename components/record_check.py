@@ -22,8 +22,7 @@ from typing import Any
 
 import apache_beam as beam
 
-from components import bad_records
-from shelf_data import contract
+from shelf_data import bad_records, contract
 
 GZIP_MAGIC = b"\x1f\x8b"
 COUNTS_TAG = "counts"
@@ -135,7 +134,7 @@ class ImageChecker:
         self._decoded_shape = decoded_shape
 
     def problem(self, encoded: bytes) -> tuple[str, str]:
-        """``(reason, detail)`` of an unusable photo (reasons from :mod:`components.bad_records`), or ``("", "")``."""
+        """``(reason, detail)`` of an unusable photo (reasons from :mod:`shelf_data.bad_records`), or ``("", "")``."""
         if not encoded:
             return bad_records.NO_IMAGE, "image/encoded is empty"
         try:
@@ -186,7 +185,7 @@ class ReadAndCheckFile(beam.DoFn):
     """One input file -> its usable ``tf.train.Example`` records; dropped records and counts as side outputs.
 
     Outputs: main, the kept examples; ``bad``, one dict per dropped record (the fields of
-    :mod:`components.bad_records`); ``counts``, one ``{"read": {split: n}, "labels": {split: {label: n}}}``
+    :mod:`shelf_data.bad_records`); ``counts``, one ``{"read": {split: n}, "labels": {split: {label: n}}}``
     per file (records read per split, and kept records per split and label value).
     """
 

@@ -17,12 +17,13 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
-from components import bad_records, split_stats
-from components.drift import DriftReport, read_report
+from components import split_stats
 from components.example_gen import SPANS_PROPERTY
 from components.report.tfma_reader import GateRow, load_evaluation
 from pipeline.lineage import custom_property
 from pipeline.metadata_store import PIPELINE_RUN_CONTEXT, run_pipeline_root
+from shelf_data import bad_records
+from shelf_data.drift_report import DriftReport, read_report
 from shelf_data.spans import format_spans
 
 # Slices smaller than this are too noisy to call "worst"; they stay in the TFMA output.

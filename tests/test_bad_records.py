@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from span_helpers import gray_jpeg
 
-from components import bad_records, data_gate, example_gen, record_check
-from shelf_data import spans
+from components import data_gate, example_gen, record_check
+from shelf_data import bad_records, spans
 from shelf_data.contract import PhotoRecord, make_example
 
 pytestmark = pytest.mark.unit

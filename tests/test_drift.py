@@ -1,4 +1,5 @@
-"""Unit tests of components.drift: the comparisons on hand-built statistics and images, the report and its summary."""
+"""Unit tests of components.drift and shelf_data.drift_report: the comparisons on hand-built statistics and images,
+the report and its summary."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 from span_helpers import Mix, gray_jpeg, write_span
 
 from components import drift
-from components.drift import Check, DriftReport, Settings
+from components.drift import Settings
+from shelf_data import drift_report
+from shelf_data.drift_report import Check, DriftReport
 
 pytestmark = pytest.mark.unit
 
@@ -172,11 +175,11 @@ def test_report_names_every_drifted_check_with_measure_and_threshold():
 
 def test_report_round_trips_through_its_json(tmp_path):
     report = _report()
-    drift.write_report(report, str(tmp_path / "out"))
-    raw = drift.read_report(str(tmp_path / "out"))
+    drift_report.write_report(report, str(tmp_path / "out"))
+    raw = drift_report.read_report(str(tmp_path / "out"))
     assert raw["drifted"] is True and raw["checks"][0]["drifted"] is True and raw["checks"][1]["drifted"] is False
     assert DriftReport.from_dict(raw) == report
-    assert drift.read_report(str(tmp_path / "nothing")) is None
+    assert drift_report.read_report(str(tmp_path / "nothing")) is None
 
 
 def test_nothing_to_compare_is_said_not_hidden():

@@ -18,6 +18,7 @@ from span_helpers import Mix, write_span
 from components import drift
 from components.example_gen import SPLIT_PATTERN
 from pipeline import config as config_lib
+from shelf_data import drift_report
 
 pytestmark = pytest.mark.component
 
@@ -65,7 +66,7 @@ def _run(data: Path, out: Path, newest: int, spans: str | None = None, **changes
 
 def test_shifted_span_is_reported_against_the_one_before(data, tmp_path):
     artifact = _run(data, tmp_path, newest=3, spans="2,3")
-    report = drift.read_report(artifact.uri)
+    report = drift_report.read_report(artifact.uri)
     assert (report["current_span"], report["previous_span"]) == (3, 2)
     checks = {c["name"]: c for c in report["checks"]}
     assert set(checks) == {"label", "device_id", "lighting", "image width", "image height", "image brightness"}
@@ -83,7 +84,7 @@ def test_shifted_span_is_reported_against_the_one_before(data, tmp_path):
 
 def test_same_mix_does_not_drift_and_the_sample_is_bounded(data, tmp_path):
     artifact = _run(data, tmp_path, newest=2, image_sample=25)
-    report = drift.read_report(artifact.uri)
+    report = drift_report.read_report(artifact.uri)
     assert report["previous_span"] == 1 and report["drifted"] is False
     assert all(not c["drifted"] for c in report["checks"])
     assert report["sample_images"] == {"1": 25, "2": 25}
@@ -101,7 +102,7 @@ def test_stop_on_drift_fails_naming_feature_measure_and_threshold(data, tmp_path
 
 def test_the_first_span_has_nothing_to_compare(data, tmp_path):
     artifact = _run(data, tmp_path, newest=1, stop_on_drift=True)
-    report = drift.read_report(artifact.uri)
+    report = drift_report.read_report(artifact.uri)
     assert report["previous_span"] is None and report["checks"] == []
     assert "no span before 1" in report["note"] and "spans present: 1-3" in report["note"]
 
@@ -111,5 +112,5 @@ def test_the_pusher_copies_the_report_into_the_manifest_block(data, tmp_path):
 
     artifact = _run(data, tmp_path, newest=3)
     block = release.drift_block([artifact])
-    assert block == drift.read_report(artifact.uri) and block["drifted"] is True
+    assert block == drift_report.read_report(artifact.uri) and block["drifted"] is True
     assert release.drift_block(None) is None

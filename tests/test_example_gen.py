@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from span_helpers import Mix, count_records, write_span
 
-from components import bad_records, example_gen
-from shelf_data import spans
+from components import example_gen
+from shelf_data import bad_records, spans
 
 pytestmark = pytest.mark.component
 

@@ -445,7 +445,7 @@ def _data_section(inputs: ReportInputs, labels: Sequence[str]) -> str:
     def drift() -> str:
         if not inputs.drift_uri:
             return "<h3>drift</h3><p>No SpanDrift output for this run.</p>"
-        from components.drift import DriftReport, read_report
+        from shelf_data.drift_report import DriftReport, read_report
 
         raw = read_report(inputs.drift_uri)
         if raw is None:
@@ -464,7 +464,7 @@ def _bad_records(inputs: ReportInputs) -> str:
     if not inputs.examples_uri:
         return title + "<p>The run's examples are unknown.</p>"
     try:
-        from components.bad_records import read_bad_records
+        from shelf_data.bad_records import read_bad_records
     except ImportError:
         return title + "<p>This version of the pipeline has no bad-record check.</p>"
     report = read_bad_records(inputs.examples_uri)

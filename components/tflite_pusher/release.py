@@ -29,11 +29,10 @@ import tensorflow as tf
 from tfx import types
 from tfx.types import artifact_utils
 
-from components import bad_records, model_bucket, split_stats, tflite_convert
-from components import drift as drift_lib
+from components import model_bucket, split_stats, tflite_convert
 from components.report import examples as report_examples
 from components.tflite_pusher.verification import EvalData, Verified
-from shelf_data import contract, splits
+from shelf_data import bad_records, contract, drift_report, splits
 from shelf_model import preprocessing
 
 log = logging.getLogger(__name__)
@@ -151,11 +150,11 @@ def best_effort(func: Callable[..., Any], *args: Any) -> Any:
 
 def drift_block(drift: Sequence[types.Artifact] | None) -> dict[str, Any] | None:
     """SpanDrift's report (None without the input, or when it cannot be read: logged)."""
-    return best_effort(drift_lib.read_report, artifact_utils.get_single_uri(list(drift))) if drift else None
+    return best_effort(drift_report.read_report, artifact_utils.get_single_uri(list(drift))) if drift else None
 
 
 def data_quality_block(examples: Sequence[types.Artifact] | None) -> dict[str, Any] | None:
-    """Photos ExampleGen dropped (components/bad_records.py): counts, reasons, the first 100 (None if unknown)."""
+    """Photos ExampleGen dropped (shelf_data/bad_records.py): counts, reasons, the first 100 (None if unknown)."""
     for artifact in examples or []:
         report = best_effort(bad_records.read_bad_records, artifact.uri)
         if report is not None:
