@@ -118,8 +118,8 @@ def main(args: argparse.Namespace) -> str:
     """Run the benchmark; return the ``## tflite`` Markdown section."""
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from components import tflite_convert as tc
     from shelf_data.contract import LABELS
+    from shelf_tflite import build, convert, eval_data, runtime, variants, verify
 
     work_dir = os.path.join(getattr(args, "work_dir", "runs/bench"), "tflite")
     os.makedirs(work_dir, exist_ok=True)
@@ -128,8 +128,8 @@ def main(args: argparse.Namespace) -> str:
     if demo:
         saved_model, examples_uri, how = demo
         # Calibration photos as the pusher picks them: a uniform sample of the whole train split.
-        representative = tc.sample_split(os.path.join(examples_uri, "Split-train"), 200)
-        eval_images, eval_labels = tc.load_images(os.path.join(examples_uri, "Split-eval"))
+        representative = eval_data.sample_split(os.path.join(examples_uri, "Split-train"), 200)
+        eval_images, eval_labels = eval_data.load_images(os.path.join(examples_uri, "Split-eval"))
         source = f"demo run: {how}: `{saved_model}`; eval split `{examples_uri}` ({len(eval_images)} images)"
     else:
         saved_model, train, eval_images, eval_labels = _stand_in(work_dir)
@@ -139,21 +139,21 @@ def main(args: argparse.Namespace) -> str:
             f"images) and {len(eval_images)} random eval images. Size and latency are representative; "
             "agreement and recall are not"
         )
-    reference = tc.saved_model_predict(saved_model, eval_images)
-    sm_recall = tc.per_class_recall(eval_labels, reference)
+    reference = convert.saved_model_predict(saved_model, eval_images)
+    sm_recall = verify.per_class_recall(eval_labels, reference)
 
-    models = {v: tc.convert(saved_model, v, representative_images=representative) for v in tc.VARIANTS}
+    models = {v: build.convert(saved_model, v, representative_images=representative) for v in variants.VARIANTS}
     models.update(_stock_rewrites(saved_model, work_dir))
     rows = {}
     for name, data in models.items():
-        out = tc.run_tflite(data, eval_images)
+        out = runtime.run_tflite(data, eval_images)
         rows[name] = {
             "bytes": len(data),
-            "ms1": tc.measure_latency_ms(data, num_threads=1, repeats=100),
-            "ms2": tc.measure_latency_ms(data, num_threads=2, repeats=100),
+            "ms1": runtime.measure_latency_ms(data, num_threads=1, repeats=100),
+            "ms2": runtime.measure_latency_ms(data, num_threads=2, repeats=100),
             "agreement": float(np.mean(out.argmax(1) == reference.argmax(1))),
-            "recall": tc.per_class_recall(eval_labels, out),
-            "input": tc.describe_io(data)["input"]["dtype"],
+            "recall": verify.per_class_recall(eval_labels, out),
+            "input": runtime.describe_io(data)["input"]["dtype"],
         }
 
     lines = [

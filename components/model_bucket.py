@@ -986,7 +986,7 @@ def _replay_golden(contents: Mapping[str, bytes]) -> list[str]:
     # Imported here: only verification needs the interpreter and numpy.
     import numpy as np
 
-    from components import tflite_convert
+    from shelf_tflite import runtime
 
     index_name = f"{GOLDEN_DIR}/{GOLDEN_INDEX}"
     models = sorted(name for name in contents if name.endswith(".tflite"))
@@ -1003,7 +1003,7 @@ def _replay_golden(contents: Mapping[str, bytes]) -> list[str]:
     problems = []
     for name in models:
         try:
-            outputs = tflite_convert.run_tflite(contents[name], images)
+            outputs = runtime.run_tflite(contents[name], images)
         except Exception as error:  # any load/run failure is a verdict, not a crash
             problems.append(f"{name}: does not load or run: {error}")
             continue
@@ -1027,8 +1027,8 @@ def _replay_camera(contents: Mapping[str, bytes], models: Sequence[str]) -> list
     """Each model on the camera goldens, preprocessed by the contract for its input (gray or RGB)."""
     import numpy as np
 
-    from components import tflite_convert
     from shelf_model import preprocessing
+    from shelf_tflite import runtime
 
     index_name = f"{GOLDEN_DIR}/{GOLDEN_CAMERA_INDEX}"
     if index_name not in contents:
@@ -1040,14 +1040,14 @@ def _replay_camera(contents: Mapping[str, bytes], models: Sequence[str]) -> list
         if not samples:
             continue
         try:
-            height, _, channels = tflite_convert.input_image_shape(contents[name])
+            height, _, channels = runtime.input_image_shape(contents[name])
             images = np.stack(
                 [
                     preprocessing.camera_frame_input(contents[f"{GOLDEN_DIR}/{s['file']}"], channels, height).numpy()
                     for s in samples
                 ]
             )
-            outputs = tflite_convert.run_tflite(contents[name], images)
+            outputs = runtime.run_tflite(contents[name], images)
         except Exception as error:  # a verdict, not a crash
             problems.append(f"{name}: does not run on the camera goldens: {error}")
             continue

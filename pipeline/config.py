@@ -16,11 +16,11 @@ from typing import Any
 
 import tomli
 
-from components import variants as push_defaults
-from components.variants import VARIANTS
 from shelf_data import spans as spans_lib
 from shelf_data.contract import LABELS
 from shelf_model.hparams import CACHE_CHOICES, TrainingConfig
+from shelf_tflite import variants as push_defaults
+from shelf_tflite.variants import VARIANTS
 
 ALLOWED_SLICES = ("label", "lane_id", "device_id", "lighting")
 # Features every record has (TFX needs the partition feature in each one); "" = none.

@@ -35,7 +35,7 @@ from typing import Any
 
 from components import model_bucket as mb
 from components import signing
-from components import variants as push_defaults
+from shelf_tflite import variants as push_defaults
 
 EXIT_OK = 0
 EXIT_ERROR = 1

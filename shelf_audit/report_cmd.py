@@ -22,7 +22,7 @@ import logging
 import os
 import sys
 
-from components import variants as push_defaults
+from shelf_tflite import variants as push_defaults
 
 EXIT_OK = 0
 EXIT_ERROR = 1

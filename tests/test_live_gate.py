@@ -13,8 +13,8 @@ import pytest
 import tflite_helpers as helpers
 
 from components import model_bucket as mb
-from components import tflite_convert as tc
 from components.tflite_pusher import live_gate as lg
+from shelf_tflite import build, runtime
 
 LABELS = ("ok", "misplaced", "damaged")
 MODEL = "shelf_audit"
@@ -363,8 +363,8 @@ def models(tmp_path_factory) -> dict[str, bytes]:
     """The brightness classifier (right on every helper image) and one shifted to call everything misplaced."""
     root = tmp_path_factory.mktemp("live_gate_models")
     return {
-        "good": tc.convert(helpers.build_tiny_saved_model(str(root / "good")), "fp32"),
-        "shifted": tc.convert(helpers.build_tiny_saved_model(str(root / "shifted"), bias_shift=8.0), "fp32"),
+        "good": build.convert(helpers.build_tiny_saved_model(str(root / "good")), "fp32"),
+        "shifted": build.convert(helpers.build_tiny_saved_model(str(root / "shifted"), bias_shift=8.0), "fp32"),
     }
 
 
@@ -393,13 +393,13 @@ def _live(data: bytes, version: str = "20261125T120102Z-abcdef", file: str = "mo
 def run_calls(monkeypatch) -> list[bytes]:
     """Every model run_tflite is called with (the real function still runs)."""
     calls: list[bytes] = []
-    real = tc.run_tflite
+    real = runtime.run_tflite
 
     def counting(model_bytes, images, num_threads=1):
         calls.append(model_bytes)
         return real(model_bytes, images, num_threads)
 
-    monkeypatch.setattr(tc, "run_tflite", counting)
+    monkeypatch.setattr(runtime, "run_tflite", counting)
     return calls
 
 
@@ -476,8 +476,8 @@ def test_candidate_probabilities_given_are_not_recomputed(models, eval_split, ru
 def test_image_size_change_is_not_comparable_not_a_failure(models, eval_split, run_calls, monkeypatch):
     images, labels = eval_split
     live = _live(models["shifted"])
-    real_shape = tc.input_image_shape
-    monkeypatch.setattr(tc, "input_image_shape", lambda b: (96, 96, 1) if b == live.data else real_shape(b))
+    real_shape = runtime.input_image_shape
+    monkeypatch.setattr(runtime, "input_image_shape", lambda b: (96, 96, 1) if b == live.data else real_shape(b))
     result = lg.gate_variant(models["good"], "fp32", live, images, labels, lg.LiveGateConfig(), LABELS, {})
     assert result.status == lg.NOT_COMPARABLE and result.passed and result.reasons == ()
     assert "image size changed" in result.note and "96x96" in result.note and "128x128" in result.note
@@ -490,10 +490,10 @@ def test_channel_change_alone_is_still_compared(models, eval_split, monkeypatch)
     images, labels = eval_split
     live = _live(models["shifted"])
     # Real outputs first: the faked shape below would also resize the real interpreter's input (and crash it).
-    outputs = {data: tc.run_tflite(data, images) for data in (models["good"], models["shifted"])}
-    real_shape = tc.input_image_shape
-    monkeypatch.setattr(tc, "input_image_shape", lambda b: (128, 128, 3) if b == live.data else real_shape(b))
-    monkeypatch.setattr(tc, "run_tflite", lambda data, _images, num_threads=1: outputs[data])
+    outputs = {data: runtime.run_tflite(data, images) for data in (models["good"], models["shifted"])}
+    real_shape = runtime.input_image_shape
+    monkeypatch.setattr(runtime, "input_image_shape", lambda b: (128, 128, 3) if b == live.data else real_shape(b))
+    monkeypatch.setattr(runtime, "run_tflite", lambda data, _images, num_threads=1: outputs[data])
     result = lg.gate_variant(models["good"], "fp32", live, images, labels, None, LABELS)
     assert result.status == lg.COMPARED and result.improvements == 20
 

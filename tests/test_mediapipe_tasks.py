@@ -24,9 +24,9 @@ import tensorflow as tf
 import tflite_helpers as helpers
 from PIL import Image
 
-from components import tflite_convert as tc
 from shelf_data.contract import LABELS
 from shelf_model.preprocessing import decode_and_resize
+from shelf_tflite import build, convert
 
 pytestmark = pytest.mark.mediapipe
 
@@ -91,7 +91,7 @@ def classified(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("mediapipe")
     saved_model = helpers.build_tiny_saved_model(str(root / "Format-Serving"))
     model_path = root / "shelf_audit_tasks.tflite"
-    model_path.write_bytes(tc.convert(saved_model, "tasks"))
+    model_path.write_bytes(build.convert(saved_model, "tasks"))
     paths, pixels, cropped = [], [], []
     for seed, (name, size, rgb) in enumerate(FRAMES):
         data = _jpeg(size, rgb, seed)
@@ -99,8 +99,8 @@ def classified(tmp_path_factory) -> dict:
         paths.append(str(root / name))
         pixels.append(decode_and_resize(tf.constant(data)).numpy().astype(np.float32))
         cropped.append(_centre_crop_gray(data))
-    reference = tc.saved_model_predict(saved_model, np.stack(pixels))
-    crop_reference = tc.saved_model_predict(saved_model, np.stack(cropped))
+    reference = convert.saved_model_predict(saved_model, np.stack(pixels))
+    crop_reference = convert.saved_model_predict(saved_model, np.stack(cropped))
     lines = mediapipe_helpers.classify(model_path, paths, cwd=root, metadata=True)
     by_file = {Path(line["file"]).name: line for line in lines[1:]}
     names = [name for name, _, _ in FRAMES]

@@ -13,8 +13,8 @@ import tensorflow as tf
 import tflite_helpers as helpers
 
 from components import model_bucket as mb
-from components import tflite_convert as tc
 from shelf_data.contract import LABELS
+from shelf_tflite import build, runtime
 
 pytestmark = pytest.mark.component
 
@@ -26,14 +26,14 @@ def models(tmp_path_factory) -> dict[str, bytes]:
     """Two different real models (fp32) so versions can differ."""
     root = tmp_path_factory.mktemp("bucket_models")
     return {
-        "a": tc.convert(helpers.build_tiny_saved_model(str(root / "a")), "fp32"),
-        "b": tc.convert(helpers.build_tiny_saved_model(str(root / "b"), bias_shift=0.5), "fp32"),
+        "a": build.convert(helpers.build_tiny_saved_model(str(root / "a")), "fp32"),
+        "b": build.convert(helpers.build_tiny_saved_model(str(root / "b"), bias_shift=0.5), "fp32"),
     }
 
 
 def _payload(model: bytes):
     images, labels = helpers.make_images(4, seed=5)
-    out = tc.run_tflite(model, images)
+    out = runtime.run_tflite(model, images)
     files = {"model.tflite": model, "model_fp32.tflite": model, "labels.txt": b"ok\nmisplaced\ndamaged\n"}
     golden = mb.build_golden(
         images, labels, out, {"model.tflite": out, "model_fp32.tflite": out}, {"model.tflite": 1e-3}, LABELS
@@ -46,7 +46,7 @@ def _payload(model: bytes):
         labels=LABELS,
         gate_metrics={"overall": {"recall": 0.9}},
         lineage={"pipeline_run_id": "run-1"},
-        image_shape=tc.input_image_shape(model),
+        image_shape=runtime.input_image_shape(model),
     )
     return files, manifest, golden
 

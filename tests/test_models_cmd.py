@@ -11,9 +11,9 @@ import pytest
 import tflite_helpers as helpers
 
 from components import model_bucket as mb
-from components import tflite_convert as tc
 from shelf_audit import cli
 from shelf_data.contract import LABELS
+from shelf_tflite import build, runtime
 
 pytestmark = pytest.mark.component
 
@@ -26,9 +26,9 @@ def bucket(tmp_path_factory) -> tuple[str, list[str]]:
     root = tmp_path_factory.mktemp("cmd")
     versions = []
     for i, shift in enumerate((0.0, 0.5)):
-        model = tc.convert(helpers.build_tiny_saved_model(str(root / f"m{i}"), bias_shift=shift), "fp32")
+        model = build.convert(helpers.build_tiny_saved_model(str(root / f"m{i}"), bias_shift=shift), "fp32")
         images, labels = helpers.make_images(3)
-        out = tc.run_tflite(model, images)
+        out = runtime.run_tflite(model, images)
         golden = mb.build_golden(images, labels, out, {"model.tflite": out}, {"model.tflite": 1e-3}, LABELS)
         manifest = mb.build_manifest(
             model_name="shelf_audit",
@@ -37,7 +37,7 @@ def bucket(tmp_path_factory) -> tuple[str, list[str]]:
             labels=LABELS,
             gate_metrics={"overall": {"weighted_recall": 0.9}, "per_class": {"damaged": {"recall": 0.8}}},
             lineage={},
-            image_shape=tc.input_image_shape(model),
+            image_shape=runtime.input_image_shape(model),
         )
         files = {"model.tflite": model, "labels.txt": b"ok\nmisplaced\ndamaged\n"}
         result = mb.publish(

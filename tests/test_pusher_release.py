@@ -17,11 +17,11 @@ from tfx.proto.orchestration import pipeline_pb2
 from tfx.types import standard_artifacts
 
 from components import model_bucket as mb
-from components import tflite_convert as tc
 from components.tflite_pusher import executor as ex
 from components.tflite_pusher import release, verification
 from shelf_data import contract
 from shelf_model import preprocessing
+from shelf_tflite import build, convert, runtime, verify
 
 pytestmark = pytest.mark.component
 
@@ -80,30 +80,30 @@ def test_load_eval_data_and_convert_and_verify(world):
     assert data.images.shape == (30, 128, 128, 1) and data.images.dtype == np.uint8
     assert len(data.representative) == 20 and sorted(data.golden_labels.tolist()) == [0, 1, 2]
     np.testing.assert_array_equal(np.argmax(data.reference, axis=1), data.labels)  # the tiny model is right
-    verified = verification.convert_and_verify(world["model_path"], ["fp32", "int8"], data, tc.VerifyConfig())
+    verified = verification.convert_and_verify(world["model_path"], ["fp32", "int8"], data, verify.VerifyConfig())
     assert list(verified.blobs) == ["fp32", "int8"] and verified.passed("fp32") and verified.passed("int8")
     assert verified.reports["int8"].eval_count == 30
     # Each variant's eval outputs are kept for the live gate, and they are what the report was computed from.
     for variant in ("fp32", "int8"):
         outputs = verified.eval_outputs[variant]
-        np.testing.assert_array_equal(outputs, tc.run_tflite(verified.blobs[variant], data.images))
+        np.testing.assert_array_equal(outputs, runtime.run_tflite(verified.blobs[variant], data.images))
         agreement = float(np.mean(outputs.argmax(1) == data.reference.argmax(1)))
         assert verified.reports[variant].agreement == pytest.approx(agreement)
 
 
 def test_a_loaded_saved_model_is_used_as_it_is(world):
-    loaded = tc.load_saved_model(world["model_path"])
-    assert tc.load_saved_model(loaded) is loaded
+    loaded = convert.load_saved_model(world["model_path"])
+    assert convert.load_saved_model(loaded) is loaded
     data = world["data"]
-    np.testing.assert_allclose(tc.saved_model_predict(loaded, data.images), data.reference, atol=1e-6)
+    np.testing.assert_allclose(convert.saved_model_predict(loaded, data.images), data.reference, atol=1e-6)
     # A folder given as a path object is loaded, as tf.saved_model.load does with it.
     np.testing.assert_allclose(
-        tc.saved_model_predict(Path(world["model_path"]), data.images), data.reference, atol=1e-6
+        convert.saved_model_predict(Path(world["model_path"]), data.images), data.reference, atol=1e-6
     )
     # verify_variant takes outputs already computed instead of running the model again: wrong ones show.
-    blob = tc.convert(world["model_path"], "fp32")
+    blob = build.convert(world["model_path"], "fp32")
     wrong = np.roll(data.reference, 1, axis=1)
-    report = tc.verify_variant(
+    report = verify.verify_variant(
         blob,
         "fp32",
         golden_images=data.golden_images,
@@ -130,7 +130,9 @@ def test_pick_camera_frames_takes_rgb_jpegs_per_class_in_file_order(tmp_path):
 
 
 def _release(world, tmp_path, variants=("fp16", "int8")):
-    verified = verification.convert_and_verify(world["model_path"], list(variants), world["data"], tc.VerifyConfig())
+    verified = verification.convert_and_verify(
+        world["model_path"], list(variants), world["data"], verify.VerifyConfig()
+    )
     files, entries = release.model_files(verified, variants[0])
     frames = release.pick_camera_frames(_raw_examples(str(tmp_path)).uri, per_class=2)
     camera = release.camera_golden_files(frames, world["model_path"], files, variants[0], 128)
@@ -150,7 +152,7 @@ def test_camera_goldens_hold_whole_frames_and_each_models_outputs_by_the_contrac
         # The SavedModel on Transform's preprocessing of the frame: right class, as the variants are.
         assert int(np.argmax(sample["savedmodel"])) == sample["label"]
         gray = preprocessing.camera_frame_input(jpeg, 1).numpy()[None]
-        expected = tc.run_tflite(files["model_fp16.tflite"], gray)[0]
+        expected = runtime.run_tflite(files["model_fp16.tflite"], gray)[0]
         np.testing.assert_allclose(sample["expected"]["model_fp16.tflite"], expected, atol=1e-6)
         assert int(np.argmax(sample["expected"]["model_int8.tflite"])) == sample["label"]
 
@@ -182,7 +184,9 @@ def test_published_camera_goldens_replay_and_a_wrong_expectation_is_caught(world
 
 
 def test_a_variant_worse_than_live_is_recorded_not_shipped(world, tmp_path):
-    verified = verification.convert_and_verify(world["model_path"], ["fp16", "int8"], world["data"], tc.VerifyConfig())
+    verified = verification.convert_and_verify(
+        world["model_path"], ["fp16", "int8"], world["data"], verify.VerifyConfig()
+    )
     live = {
         "fp16": {"status": "compared", "passed": True, "reasons": []},
         "int8": {"status": "compared", "passed": False, "reasons": ["recall of damaged dropped by 0.2"]},

@@ -10,8 +10,8 @@ from test_tflite_pusher import _run, artifacts, assert_pushed  # noqa: F401 - ``
 
 from components import model_bucket as mb
 from components import signing
-from components import tflite_convert as tc
 from components.tflite_pusher import executor as ex
+from shelf_tflite import build
 
 pytestmark = pytest.mark.component
 
@@ -44,7 +44,7 @@ def test_the_pusher_signs_with_the_configured_key_source(artifacts, tmp_path, ke
 def test_a_bad_key_source_fails_before_converting_and_publishes_nothing(artifacts, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.setenv(signing.ENV_OVERRIDE, "env:SHELF_AUDIT_TEST_NO_SUCH_VARIABLE")  # overrides the property
     bucket = str(tmp_path / "bucket")
-    with mock.patch.object(tc, "convert") as convert, pytest.raises(signing.SigningError, match="is not set"):
+    with mock.patch.object(build, "convert") as convert, pytest.raises(signing.SigningError, match="is not set"):
         _run(artifacts, bucket, name="badkey", **FAST)
     convert.assert_not_called()
     assert not (tmp_path / "bucket").exists() or mb.list_versions(bucket, "shelf_audit") == []
@@ -66,7 +66,7 @@ def test_a_rerun_finishes_a_publish_killed_after_its_manifest(artifacts, tmp_pat
         _run(artifacts, bucket, name="killed", **FAST)
     [version] = mb.list_versions(bucket, "shelf_audit")
     assert mb.read_latest(bucket, "shelf_audit") is None and mb.read_history(bucket, "shelf_audit") == []
-    with mock.patch.object(tc, "convert") as convert:
+    with mock.patch.object(build, "convert") as convert:
         pushed = _run(artifacts, bucket, name="rerun", **FAST)
     convert.assert_not_called()
     assert_pushed(pushed)

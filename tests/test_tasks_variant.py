@@ -16,12 +16,11 @@ import tensorflow as tf
 import tflite_helpers as helpers
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-from components import tasks_variant as tv
-from components import tflite_convert as tc
-from components import variants
 from shelf_data.contract import LABELS
 from shelf_model.preprocessing import GRAY_COEFFICIENTS
+from shelf_tflite import build, convert, runtime, variants, verify
 from shelf_tflite import metadata as tflite_metadata
+from shelf_tflite import tasks as tv
 
 pytestmark = pytest.mark.component
 
@@ -35,12 +34,12 @@ def saved_model(request, tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def tasks_model(saved_model) -> bytes:
-    return tc.convert(saved_model, "tasks")
+    return build.convert(saved_model, "tasks")
 
 
 @pytest.fixture(scope="module")
 def fp16_model(saved_model) -> bytes:
-    return tc.convert(saved_model, "fp16")
+    return build.convert(saved_model, "fp16")
 
 
 def _run_rgb(model: bytes, rgb: np.ndarray) -> np.ndarray:
@@ -66,17 +65,17 @@ def _colour_frames(count: int, seed: int) -> np.ndarray:
 
 
 def test_variant_is_built_by_default_but_never_the_default_variant():
-    assert "tasks" in variants.VARIANTS and "tasks" in tc.VARIANTS
+    assert "tasks" in variants.VARIANTS
     assert variants.DEFAULT_PARITY_TOLERANCES["tasks"] == variants.DEFAULT_PARITY_TOLERANCES["fp16"] == 1e-2
     assert variants.DEFAULT_VARIANTS == ("fp16", "int8", "tasks") and variants.DEFAULT_VARIANT == "fp16"
-    assert "RGB uint8 input" in tc.QUANTIZATION["tasks"] and "MediaPipe" in tc.QUANTIZATION["tasks"]
+    assert "RGB uint8 input" in variants.QUANTIZATION["tasks"] and "MediaPipe" in variants.QUANTIZATION["tasks"]
 
 
 def test_input_is_rgb_uint8_and_output_float_probabilities(tasks_model):
-    io = tc.describe_io(tasks_model)
+    io = runtime.describe_io(tasks_model)
     assert io["input"]["dtype"] == "uint8" and io["input"]["shape"] == [1, 128, 128, 3]
     assert io["output"]["dtype"] == "float32" and io["output"]["shape"] == [1, 3]
-    assert tc.input_image_shape(tasks_model) == (128, 128, 3)
+    assert runtime.input_image_shape(tasks_model) == (128, 128, 3)
     # Builtin ops only; the gray conversion is in the graph (cast, BT.601 weighted sum, round).
     interpreter = Interpreter(
         model_content=tasks_model,
@@ -114,7 +113,7 @@ def test_metadata_holds_labels_rgb_and_raw_pixel_normalisation(tasks_model, save
     assert output["name"] == "probabilities"
     assert [(f["name"], f["type"]) for f in output["associated_files"]] == [(tv.LABEL_FILE, "TENSOR_AXIS_LABELS")]
     # The gray variants carry no metadata.
-    assert tflite_metadata.read_metadata(tc.convert(saved_model, "fp32")) == {
+    assert tflite_metadata.read_metadata(build.convert(saved_model, "fp32")) == {
         "metadata": {},
         "associated_files": [],
         "labels": [],
@@ -125,7 +124,7 @@ def test_rgb_module_equals_saved_model_on_bt601_gray(saved_model):
     frames = _colour_frames(6, seed=4)
     module = tv.rgb_module(saved_model)
     got = np.concatenate([module.serve(tf.constant(f[None]))["probabilities"].numpy() for f in frames])
-    expected = tc.saved_model_predict(saved_model, tv.gray_of_rgb(frames))
+    expected = convert.saved_model_predict(saved_model, tv.gray_of_rgb(frames))
     # Same graph in float32; only a pixel whose luma sits at x.5 may round the other way
     # (summation order), one gray level on one of 16,384 pixels: ~1e-6.
     np.testing.assert_allclose(got, expected, atol=1e-4)
@@ -134,11 +133,11 @@ def test_rgb_module_equals_saved_model_on_bt601_gray(saved_model):
 def test_rgb_frames_match_the_saved_model_on_their_gray(tasks_model, saved_model):
     frames = _colour_frames(12, seed=5)
     got = _run_rgb(tasks_model, frames)
-    expected = tc.saved_model_predict(saved_model, tv.gray_of_rgb(frames))
+    expected = convert.saved_model_predict(saved_model, tv.gray_of_rgb(frames))
     assert np.max(np.abs(got - expected)) <= 1e-2
     assert (got.argmax(1) == expected.argmax(1)).all() and set(expected.argmax(1)) == {0, 1, 2}
     # run_tflite passes colour frames through unchanged.
-    np.testing.assert_allclose(tc.run_tflite(tasks_model, frames), got, atol=1e-6)
+    np.testing.assert_allclose(runtime.run_tflite(tasks_model, frames), got, atol=1e-6)
 
 
 def test_gray_replicated_to_rgb_matches_the_gray_fp16_variant(tasks_model, fp16_model, saved_model):
@@ -146,11 +145,11 @@ def test_gray_replicated_to_rgb_matches_the_gray_fp16_variant(tasks_model, fp16_
     rgb = np.repeat(images, 3, axis=-1)
     np.testing.assert_array_equal(tv.gray_of_rgb(rgb), images.astype(np.float32))
     via_rgb = _run_rgb(tasks_model, rgb)
-    gray_fp16 = tc.run_tflite(fp16_model, images)
+    gray_fp16 = runtime.run_tflite(fp16_model, images)
     assert np.max(np.abs(via_rgb - gray_fp16)) <= 1e-2
-    assert np.max(np.abs(via_rgb - tc.saved_model_predict(saved_model, images))) <= 1e-2
+    assert np.max(np.abs(via_rgb - convert.saved_model_predict(saved_model, images))) <= 1e-2
     # run_tflite feeds our gray images to the RGB model by repeating the channel.
-    np.testing.assert_allclose(tc.run_tflite(tasks_model, images), via_rgb, atol=1e-6)
+    np.testing.assert_allclose(runtime.run_tflite(tasks_model, images), via_rgb, atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -167,8 +166,8 @@ def test_gray_replicated_to_rgb_matches_the_gray_fp16_variant(tasks_model, fp16_
 def test_colours_are_converted_with_the_bt601_coefficients(tasks_model, saved_model, rgb, bt601_class, mean_class):
     frame = np.broadcast_to(np.array(rgb, np.uint8), (1, 128, 128, 3))
     gray = round(float(np.dot(rgb, GRAY_COEFFICIENTS)))
-    expected = tc.saved_model_predict(saved_model, np.full((1, 128, 128, 1), gray, np.float32))
-    plain_mean = tc.saved_model_predict(saved_model, np.full((1, 128, 128, 1), round(np.mean(rgb)), np.float32))
+    expected = convert.saved_model_predict(saved_model, np.full((1, 128, 128, 1), gray, np.float32))
+    plain_mean = convert.saved_model_predict(saved_model, np.full((1, 128, 128, 1), round(np.mean(rgb)), np.float32))
     assert LABELS[int(expected.argmax())] == bt601_class
     assert LABELS[int(plain_mean.argmax())] == mean_class  # the frame tells the two conversions apart
     got = _run_rgb(tasks_model, frame)
@@ -178,8 +177,8 @@ def test_colours_are_converted_with_the_bt601_coefficients(tasks_model, saved_mo
 
 def test_verify_variant_and_latency_work_on_gray_eval_images(tasks_model, saved_model):
     images, labels = helpers.make_images(24, seed=7)
-    reference = tc.saved_model_predict(saved_model, images)
-    report = tc.verify_variant(
+    reference = convert.saved_model_predict(saved_model, images)
+    report = verify.verify_variant(
         tasks_model,
         "tasks",
         golden_images=images[:6],
@@ -187,13 +186,13 @@ def test_verify_variant_and_latency_work_on_gray_eval_images(tasks_model, saved_
         eval_images=images,
         eval_labels=labels,
         eval_reference=reference,
-        config=tc.VerifyConfig(latency_repeats=5),
+        config=verify.VerifyConfig(latency_repeats=5),
     )
     assert report.passed, report.reasons
     assert report.parity_tolerance == 1e-2 and report.agreement == 1.0
-    assert report.quantization == tc.QUANTIZATION["tasks"]
+    assert report.quantization == variants.QUANTIZATION["tasks"]
     assert report.io["input"]["dtype"] == "uint8" and report.io["input"]["shape"] == [1, 128, 128, 3]
-    assert 0 < tc.measure_latency_ms(tasks_model, repeats=3) < 1000
+    assert 0 < runtime.measure_latency_ms(tasks_model, repeats=3) < 1000
 
 
 def test_add_metadata_rejects_bad_labels(tasks_model):
@@ -214,14 +213,18 @@ def test_converted_from_the_rgb_signature_when_the_model_exports_it(tmp_path):
     with_rgb = helpers.build_tiny_saved_model(str(tmp_path / "rgb"), rgb=True)
     without = helpers.build_tiny_saved_model(str(tmp_path / "gray"))
     assert "serving_rgb" in tv.signature_keys(with_rgb) and tv.signature_keys(without) == {"serving_image"}
-    wrapped = tc.convert(without, "tasks")
+    wrapped = build.convert(without, "tasks")
     with mock.patch.object(tv, "rgb_module", side_effect=AssertionError("wrapper traced")) as wrapper:
-        direct = tc.convert(with_rgb, "tasks")
+        direct = build.convert(with_rgb, "tasks")
         wrapper.assert_not_called()  # serving_rgb converted as it is
         with pytest.raises(AssertionError, match="wrapper traced"):
-            tc.convert(without, "tasks")
+            build.convert(without, "tasks")
     # Both ways give the same model: same input, metadata and outputs on colour frames.
-    assert tc.describe_io(direct)["input"]["shape"] == tc.describe_io(wrapped)["input"]["shape"] == [1, 128, 128, 3]
+    assert (
+        runtime.describe_io(direct)["input"]["shape"]
+        == runtime.describe_io(wrapped)["input"]["shape"]
+        == [1, 128, 128, 3]
+    )
     assert (
         tflite_metadata.read_metadata(direct)["labels"]
         == tflite_metadata.read_metadata(wrapped)["labels"]
@@ -234,7 +237,7 @@ def test_converted_from_the_rgb_signature_when_the_model_exports_it(tmp_path):
 def test_a_loaded_saved_model_is_reused_for_the_rgb_signature(tmp_path):
     with_rgb = helpers.build_tiny_saved_model(str(tmp_path / "rgb"), rgb=True)
     fresh = tv._convert_rgb(with_rgb, None, "serving_image")
-    loaded = tc.load_saved_model(with_rgb)
+    loaded = convert.load_saved_model(with_rgb)
     with mock.patch.object(tf.saved_model, "load", side_effect=AssertionError("loaded again")):
         assert tv._convert_rgb(with_rgb, None, "serving_image", loaded) == fresh
         tasks = tv.convert_tasks(with_rgb, loaded=loaded)

@@ -1,4 +1,4 @@
-"""Unit tests of components.tflite_convert on a tiny brightness classifier."""
+"""Unit tests of shelf_tflite's conversion, runtime, verification and eval data on a tiny brightness classifier."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 import tflite_helpers as helpers
 
-from components import tflite_convert as tc
+from shelf_tflite import build, convert, eval_data, runtime, variants, verify
 
 pytestmark = pytest.mark.component
 
@@ -29,96 +29,96 @@ def data():
 @pytest.fixture(scope="module")
 def converted(saved_model, data) -> dict[str, bytes]:
     images, _ = data
-    return {v: tc.convert(saved_model, v, representative_images=images) for v in tc.VARIANTS}
+    return {v: build.convert(saved_model, v, representative_images=images) for v in variants.VARIANTS}
 
 
 @pytest.fixture(scope="module")
 def reference(saved_model, data) -> np.ndarray:
-    return tc.saved_model_predict(saved_model, data[0])
+    return convert.saved_model_predict(saved_model, data[0])
 
 
 @pytest.mark.parametrize("order", [("int8", "fp32", "dynamic", "tasks", "fp16"), ("fp16", "dynamic", "int8")])
 def test_one_converter_for_many_variants_gives_each_variant_s_own_bytes(saved_model, data, converted, order):
     # Options must not leak from one variant to the next (int8 first sets them all).
-    many = tc.convert_many(saved_model, list(order), representative_images=data[0])
+    many = build.convert_many(saved_model, list(order), representative_images=data[0])
     assert list(many) == list(order)
     for variant in order:
         if variant == "tasks":  # its own conversion (not shared); traced anew, so names may differ: compare outputs
             np.testing.assert_array_equal(
-                tc.run_tflite(many[variant], data[0]), tc.run_tflite(converted[variant], data[0])
+                runtime.run_tflite(many[variant], data[0]), runtime.run_tflite(converted[variant], data[0])
             )
         else:
             assert many[variant] == converted[variant], variant
 
 
 def test_a_loaded_saved_model_is_reused_not_loaded_again_and_gives_the_same_bytes(saved_model, data, converted):
-    loaded = tc.load_saved_model(saved_model)
+    loaded = convert.load_saved_model(saved_model)
     with mock.patch.object(tf.saved_model, "load", side_effect=AssertionError("loaded again")):
         with mock.patch.object(tf.lite.TFLiteConverter, "from_saved_model", side_effect=AssertionError("loaded again")):
-            many = tc.convert_many(saved_model, ["fp16", "int8"], representative_images=data[0], loaded=loaded)
+            many = build.convert_many(saved_model, ["fp16", "int8"], representative_images=data[0], loaded=loaded)
     assert many == {"fp16": converted["fp16"], "int8": converted["int8"]}
 
 
 def test_the_loaded_saved_model_must_have_the_signature(saved_model):
     with pytest.raises(ValueError, match="'serving_rgb' not in the SavedModel"):
-        tc.saved_model_converter(saved_model, "serving_rgb", tc.load_saved_model(saved_model))
+        convert.saved_model_converter(saved_model, "serving_rgb", convert.load_saved_model(saved_model))
 
 
 @pytest.mark.parametrize("variant", ["int8", "tasks"])
 def test_inputs_are_prepared_a_chunk_at_a_time_with_the_same_outputs(converted, variant):
     # More images than one chunk: the outputs around the boundary are those of single runs.
-    images, _ = helpers.make_images(tc._INPUT_CHUNK + 9, seed=5)
-    outputs = tc.run_tflite(converted[variant], images)
+    images, _ = helpers.make_images(runtime._INPUT_CHUNK + 9, seed=5)
+    outputs = runtime.run_tflite(converted[variant], images)
     assert outputs.shape == (len(images), 3)
-    for i in (0, tc._INPUT_CHUNK - 1, tc._INPUT_CHUNK, len(images) - 1):
-        np.testing.assert_array_equal(outputs[i], tc.run_tflite(converted[variant], images[i : i + 1])[0])
+    for i in (0, runtime._INPUT_CHUNK - 1, runtime._INPUT_CHUNK, len(images) - 1):
+        np.testing.assert_array_equal(outputs[i], runtime.run_tflite(converted[variant], images[i : i + 1])[0])
 
 
 def test_convert_many_needs_calibration_images_before_converting_anything(saved_model):
     with pytest.raises(ValueError, match="representative_images"):
-        tc.convert_many(saved_model, ["fp16", "int8"])
+        build.convert_many(saved_model, ["fp16", "int8"])
     with pytest.raises(ValueError, match="variant must be one of"):
-        tc.convert_many(saved_model, ["fp16", "int4"])
+        build.convert_many(saved_model, ["fp16", "int4"])
 
 
-@pytest.mark.parametrize("variant", tc.VARIANTS)
+@pytest.mark.parametrize("variant", variants.VARIANTS)
 def test_each_variant_loads_and_runs(converted, data, reference, variant):
-    out = tc.run_tflite(converted[variant], data[0])
+    out = runtime.run_tflite(converted[variant], data[0])
     assert out.shape == (30, 3) and out.dtype == np.float32
     np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=0.02)
     assert np.mean(out.argmax(1) == reference.argmax(1)) == 1.0
 
 
 def test_fp32_matches_saved_model(converted, data, reference):
-    assert np.max(np.abs(tc.run_tflite(converted["fp32"], data[0]) - reference)) <= 1e-5
+    assert np.max(np.abs(runtime.run_tflite(converted["fp32"], data[0]) - reference)) <= 1e-5
 
 
 def test_int8_takes_raw_uint8_pixels_and_returns_float_probabilities(converted):
-    io = tc.describe_io(converted["int8"])
+    io = runtime.describe_io(converted["int8"])
     assert io["input"]["dtype"] == "uint8"
     assert (io["input"]["scale"], io["input"]["zero_point"]) == (1.0, 0)
     assert io["input"]["shape"] == [1, 128, 128, 1]
     assert io["output"]["dtype"] == "float32" and io["output"]["shape"] == [1, 3]
     # Float variants keep a float32 input.
-    assert tc.describe_io(converted["fp16"])["input"]["dtype"] == "float32"
+    assert runtime.describe_io(converted["fp16"])["input"]["dtype"] == "float32"
 
 
 def test_int8_input_scale_is_one_even_for_dark_calibration_data(saved_model):
     dark = np.full((4, *helpers.IMAGE_SHAPE), 40, np.uint8)
-    io = tc.describe_io(tc.convert(saved_model, "int8", representative_images=dark))
+    io = runtime.describe_io(build.convert(saved_model, "int8", representative_images=dark))
     assert (io["input"]["scale"], io["input"]["zero_point"]) == (1.0, 0)
 
 
 def test_bad_arguments(saved_model):
     with pytest.raises(ValueError, match="variant must be one of"):
-        tc.convert(saved_model, "int4")
+        build.convert(saved_model, "int4")
     with pytest.raises(ValueError, match="representative_images"):
-        tc.convert(saved_model, "int8")
+        build.convert(saved_model, "int8")
 
 
 def test_verify_variant_passes_and_records_everything(converted, data, reference):
     images, labels = data
-    report = tc.verify_variant(
+    report = verify.verify_variant(
         converted["fp16"],
         "fp16",
         golden_images=images[:6],
@@ -142,7 +142,7 @@ def test_verify_variant_rejects_damaged_recall_drift(converted, data):
     labels = labels.copy()
     labels[[0, 3, 6]] = 2
     reference = np.eye(3, dtype=np.float32)[labels]
-    report = tc.verify_variant(
+    report = verify.verify_variant(
         converted["int8"],
         "int8",
         golden_images=images[:3],
@@ -158,8 +158,8 @@ def test_verify_variant_rejects_damaged_recall_drift(converted, data):
 
 def test_verify_variant_budgets_and_parity(converted, data, reference):
     images, labels = data
-    config = tc.VerifyConfig(size_budget_bytes=100, latency_budget_ms=1e-9, latency_repeats=3)
-    report = tc.verify_variant(
+    config = verify.VerifyConfig(size_budget_bytes=100, latency_budget_ms=1e-9, latency_repeats=3)
+    report = verify.verify_variant(
         converted["fp32"],
         "fp32",
         golden_images=images[:3],
@@ -174,45 +174,45 @@ def test_verify_variant_budgets_and_parity(converted, data, reference):
 
 
 def test_measure_latency(converted):
-    assert 0 < tc.measure_latency_ms(converted["fp16"], num_threads=2, repeats=5) < 1000
+    assert 0 < runtime.measure_latency_ms(converted["fp16"], num_threads=2, repeats=5) < 1000
 
 
 def test_load_images_round_trip(tmp_path):
     images, labels = helpers.make_images(7, seed=9)
     helpers.write_split(str(tmp_path / "Split-eval"), images, labels)
-    got_images, got_labels = tc.load_images(str(tmp_path / "Split-eval"))
+    got_images, got_labels = eval_data.load_images(str(tmp_path / "Split-eval"))
     np.testing.assert_array_equal(got_images, images)
     np.testing.assert_array_equal(got_labels, labels)
-    assert len(tc.load_images(str(tmp_path / "Split-eval"), limit=3)[0]) == 3
+    assert len(eval_data.load_images(str(tmp_path / "Split-eval"), limit=3)[0]) == 3
     with pytest.raises(FileNotFoundError):
-        tc.load_images(os.path.join(tmp_path, "missing"))
+        eval_data.load_images(os.path.join(tmp_path, "missing"))
 
 
 def test_sample_split_is_a_deterministic_uniform_subset(tmp_path):
     images, labels = helpers.make_images(40, seed=3)
     helpers.write_split(str(tmp_path / "Split-train"), images, labels)
     split = str(tmp_path / "Split-train")
-    sample = tc.sample_split(split, 10, seed=1)
+    sample = eval_data.sample_split(split, 10, seed=1)
     assert sample.shape == (10, *images.shape[1:]) and sample.dtype == np.uint8
     flat = images.reshape(40, -1)
     picked = [int(np.flatnonzero((flat == s.reshape(-1)).all(axis=1))[0]) for s in sample]
     assert len(set(picked)) == 10  # ten distinct images of the split
     assert max(picked) >= 10  # not just the first ten read
-    np.testing.assert_array_equal(tc.sample_split(split, 10, seed=1), sample)
-    assert not np.array_equal(tc.sample_split(split, 10, seed=2), sample)
+    np.testing.assert_array_equal(eval_data.sample_split(split, 10, seed=1), sample)
+    assert not np.array_equal(eval_data.sample_split(split, 10, seed=2), sample)
     # Fewer images than asked: all of them, in file order.
-    np.testing.assert_array_equal(tc.sample_split(split, 100), images)
+    np.testing.assert_array_equal(eval_data.sample_split(split, 100), images)
     with pytest.raises(FileNotFoundError):
-        tc.sample_split(str(tmp_path / "missing"), 3)
+        eval_data.sample_split(str(tmp_path / "missing"), 3)
 
 
 def test_golden_selection_covers_every_class():
     labels = np.array([0] * 20 + [1] * 5 + [2] * 2)
-    chosen = tc.select_golden_indices(labels, 6)
+    chosen = eval_data.select_golden_indices(labels, 6)
     assert len(chosen) == 6 and set(labels[chosen]) == {0, 1, 2}
-    assert tc.select_golden_indices(labels[:2], 8) == [0, 1]
+    assert eval_data.select_golden_indices(labels[:2], 8) == [0, 1]
 
 
 def test_per_class_recall_marks_absent_classes():
-    recall = tc.per_class_recall(np.array([0, 0, 1]), np.eye(3)[[0, 1, 1]])
+    recall = verify.per_class_recall(np.array([0, 0, 1]), np.eye(3)[[0, 1, 1]])
     assert recall == {"ok": 0.5, "misplaced": 1.0, "damaged": None}

@@ -16,9 +16,10 @@ from tfx.proto.orchestration import pipeline_pb2
 from tfx.types import channel_utils, standard_artifacts
 
 from components import model_bucket as mb
-from components import tflite_convert as tc
 from components.tflite_pusher import TFLitePusher
 from components.tflite_pusher import executor as ex
+from shelf_tflite import build
+from shelf_tflite import verify as verify_lib
 
 pytestmark = pytest.mark.component
 
@@ -159,7 +160,7 @@ def test_blessed_model_is_published_with_a_valid_manifest(artifacts, tmp_path):
 
 def test_not_blessed_converts_and_writes_nothing(artifacts, tmp_path):
     bucket = str(tmp_path / "bucket")
-    with mock.patch.object(tc, "convert") as convert:
+    with mock.patch.object(build, "convert") as convert:
         pushed = _run(artifacts, bucket, blessed=False, name="unblessed")
     convert.assert_not_called()
     assert_not_pushed(pushed)
@@ -179,13 +180,15 @@ def test_default_variant_failing_drift_publishes_nothing(artifacts, tmp_path):
 
 def test_failing_non_default_variant_is_recorded_not_shipped(artifacts, tmp_path):
     bucket = str(tmp_path / "bucket")
-    failed = tc.VariantReport(**{**_fake_report_fields(), "variant": "int8", "passed": False, "reasons": ("size: x",)})
-    real_verify = tc.verify_variant
+    failed = verify_lib.VariantReport(
+        **{**_fake_report_fields(), "variant": "int8", "passed": False, "reasons": ("size: x",)}
+    )
+    real_verify = verify_lib.verify_variant
 
     def verify(model_bytes, variant, **kwargs):
         return failed if variant == "int8" else real_verify(model_bytes, variant, **kwargs)
 
-    with mock.patch.object(tc, "verify_variant", side_effect=verify):
+    with mock.patch.object(verify_lib, "verify_variant", side_effect=verify):
         pushed = _run(artifacts, bucket, name="int8-fails", with_evaluation=False)
     assert_pushed(pushed)
     manifest = mb.read_manifest(bucket, "shelf_audit")
@@ -220,7 +223,7 @@ def test_repush_of_the_same_model_is_a_noop(artifacts):
     bucket = f"ram://pusher-{uuid.uuid4().hex}"
     first = _run(artifacts, bucket, name="first")
     assert_pushed(first)
-    with mock.patch.object(tc, "convert") as convert:
+    with mock.patch.object(build, "convert") as convert:
         second = _run(artifacts, bucket, name="second")
     convert.assert_not_called()
     assert_pushed(second)

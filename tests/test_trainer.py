@@ -21,12 +21,12 @@ import tf_keras
 from PIL import Image
 from tfx import v1 as tfx
 
-from components import tasks_variant  # its NumPy BT.601 reference, independent of the signature's TF code
 from pipeline.config import TrainingConfig
 from shelf_data import contract
 from shelf_data.validate import load_schema
 from shelf_model import features, preprocessing, trainer
 from shelf_model import model as model_lib
+from shelf_tflite import tasks  # its NumPy BT.601 reference, independent of the signature's TF code
 
 pytestmark = pytest.mark.component
 
@@ -435,7 +435,7 @@ def test_rgb_signature_is_the_image_signature_on_bt601_gray(saved):
     base = np.array([30, 128, 230]).reshape(3, 1, 1, 1)
     frames = np.clip(base + rng.integers(-60, 61, size=(3, SIZE, SIZE, 3)), 0, 255).astype(np.uint8)
     from_rgb = saved.signatures[features.RGB_SIGNATURE](image=tf.constant(frames))[features.PROBABILITIES].numpy()
-    from_gray = saved.signatures[features.IMAGE_SIGNATURE](image=tf.constant(tasks_variant.gray_of_rgb(frames)))
+    from_gray = saved.signatures[features.IMAGE_SIGNATURE](image=tf.constant(tasks.gray_of_rgb(frames)))
     # A pixel whose luma sits at x.5 may round the other way (summation order): one gray level, ~1e-4.
     np.testing.assert_allclose(from_rgb, from_gray[features.PROBABILITIES].numpy(), atol=1e-3)
     assert np.abs(from_rgb[0] - from_rgb[2]).max() > 1e-4  # not a constant model

@@ -20,10 +20,10 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from components import signing
-from components import variants as push_defaults
 from components.tflite_pusher import executor
 from components.tflite_pusher.live_gate import LiveGateConfig
-from components.variants import DEFAULT_PARITY_TOLERANCES, VARIANTS
+from shelf_tflite import variants as push_defaults
+from shelf_tflite.variants import DEFAULT_PARITY_TOLERANCES, VARIANTS
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 

@@ -36,12 +36,14 @@ from tfx import types
 from tfx.components.pusher import executor as pusher_executor
 from tfx.types import artifact_utils, standard_component_specs
 
-from components import model_bucket, signing, tflite_convert
-from components import variants as push_defaults
+from components import model_bucket, signing
 from components.report import pusher as run_report
 from components.report.tfma_reader import EvaluationView, load_evaluation
 from components.tflite_pusher import live_gate, release, verification
 from shelf_data.contract import LABELS
+from shelf_tflite import convert, runtime
+from shelf_tflite import variants as push_defaults
+from shelf_tflite.verify import VerifyConfig
 
 # Input/output keys: the stock ones where the meaning is the same.
 MODEL_KEY = standard_component_specs.MODEL_KEY
@@ -81,7 +83,7 @@ class PushConfig:
     model_name: str = push_defaults.MODEL_NAME
     variants: tuple[str, ...] = push_defaults.DEFAULT_VARIANTS
     default_variant: str = push_defaults.DEFAULT_VARIANT
-    verify: tflite_convert.VerifyConfig = dataclasses.field(default_factory=tflite_convert.VerifyConfig)
+    verify: VerifyConfig = dataclasses.field(default_factory=VerifyConfig)
     golden_count: int = push_defaults.GOLDEN_COUNT
     representative_count: int = push_defaults.REPRESENTATIVE_COUNT
     source_revision: str = ""
@@ -104,7 +106,7 @@ class PushConfig:
             model_name=props.get(MODEL_NAME_KEY) or defaults.model_name,
             variants=tuple(json.loads(props[VARIANTS_KEY])) if props.get(VARIANTS_KEY) else defaults.variants,
             default_variant=props.get(DEFAULT_VARIANT_KEY) or defaults.default_variant,
-            verify=tflite_convert.VerifyConfig(
+            verify=VerifyConfig(
                 size_budget_bytes=int(props.get(SIZE_BUDGET_KEY) or defaults.verify.size_budget_bytes),
                 latency_budget_ms=float(props.get(LATENCY_BUDGET_KEY) or defaults.verify.latency_budget_ms),
                 damaged_recall_tolerance=float(
@@ -171,7 +173,7 @@ class Executor(pusher_executor.Executor):
         examples = artifact_utils.get_single_instance(input_dict[TRANSFORMED_EXAMPLES_KEY])
         # Loaded once for the eval reference, the converters, the camera goldens and the report's gallery
         # (~1 s each time).
-        saved_model = tflite_convert.load_saved_model(model_path)
+        saved_model = convert.load_saved_model(model_path)
         data = verification.load_eval_data(saved_model, examples, config.representative_count, config.golden_count)
         verified = verification.convert_and_verify(model_path, config.variants, data, config.verify, loaded=saved_model)
         if not verified.passed(config.default_variant):
@@ -194,7 +196,7 @@ class Executor(pusher_executor.Executor):
 
         # 5. Assemble the release in memory, then publish it atomically.
         files, variant_entries = release.model_files(verified, config.default_variant, live)
-        image_shape = tflite_convert.input_image_shape(verified.blobs[config.default_variant])
+        image_shape = runtime.input_image_shape(verified.blobs[config.default_variant])
         golden = release.golden_files(files, data, config.default_variant)
         # Camera goldens help the app test its preprocessing; a failure to make them never blocks a release (logged).
         camera = release.best_effort(

@@ -1,6 +1,6 @@
 """The live gate: compare each candidate TFLite variant with the model that is live at ``LATEST``.
 
-Verification (:func:`components.tflite_convert.verify_variant`) checks a
+Verification (:func:`shelf_tflite.verify.verify_variant`) checks a
 variant against its own SavedModel. That cannot see a regression against
 what the handhelds run today: a new model can be internally consistent and
 still get fewer damaged shelves right than the live one. Before publishing,
@@ -33,7 +33,7 @@ publishing and the comparison would be against an unknown model.
 
 :func:`compare` is the pure numpy core; :func:`find_live_model` reads the
 bucket (:mod:`components.model_bucket`); :func:`gate_variant` runs the models
-(:func:`components.tflite_convert.run_tflite`, imported on first use: the
+(:func:`shelf_tflite.runtime.run_tflite`, imported on first use: the
 module itself needs numpy and the bucket only).
 """
 
@@ -581,7 +581,7 @@ def gate_variant(
     Returns:
         A :class:`LiveComparison`.
     """
-    from components import tflite_convert  # TensorFlow: only when models are run
+    from shelf_tflite import runtime  # LiteRT's interpreter: only when models are run
 
     config = config or LiveGateConfig()
     names = tuple(str(name) for name in class_names)
@@ -599,9 +599,9 @@ def gate_variant(
             NOT_COMPARABLE,
             f"the live version {live.version} has labels {list(live.labels)}, the candidate {list(names)}",
         )
-    candidate_shape = tflite_convert.input_image_shape(candidate_bytes)
+    candidate_shape = runtime.input_image_shape(candidate_bytes)
     try:
-        live_shape = tflite_convert.input_image_shape(live.data)
+        live_shape = runtime.input_image_shape(live.data)
     except Exception as error:  # noqa: BLE001 - a live model that does not load is not the candidate's fault
         return skip(NOT_COMPARABLE, f"the live model {live.version}/{live.file} does not load: {error}")
     if tuple(live_shape[:2]) != tuple(candidate_shape[:2]):
@@ -619,7 +619,7 @@ def gate_variant(
         live_probs = live_probs_cache[key]
     else:
         try:
-            live_probs = np.asarray(tflite_convert.run_tflite(live.data, images))
+            live_probs = np.asarray(runtime.run_tflite(live.data, images))
         except Exception as error:  # noqa: BLE001 - as above
             return skip(NOT_COMPARABLE, f"the live model {live.version}/{live.file} does not run: {error}")
         if live_probs_cache is not None:
@@ -631,7 +631,7 @@ def gate_variant(
             f"expected [N, {len(names)}]",
         )
     if candidate_probs is None:
-        candidate_probs = tflite_convert.run_tflite(candidate_bytes, images)
+        candidate_probs = runtime.run_tflite(candidate_bytes, images)
     result = compare(
         candidate_probs,
         live_probs,

@@ -29,11 +29,13 @@ import tensorflow as tf
 from tfx import types
 from tfx.types import artifact_utils
 
-from components import model_bucket, split_stats, tflite_convert
+from components import model_bucket, split_stats
 from components.report import examples as report_examples
 from components.tflite_pusher.verification import EvalData, Verified
 from shelf_data import bad_records, contract, drift_report, splits
 from shelf_model import preprocessing
+from shelf_tflite import convert, runtime
+from shelf_tflite.verify import VerifyConfig
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +253,7 @@ def _tolerances(files: Mapping[str, bytes], default_variant: str) -> dict[str, f
 def golden_files(files: Mapping[str, bytes], data: EvalData, default_variant: str) -> dict[str, bytes]:
     """``golden/``: the golden eval images as raw pixels, each model file's outputs on them."""
     models = _model_files(files)
-    expected = {name: tflite_convert.run_tflite(blob, data.golden_images) for name, blob in models.items()}
+    expected = {name: runtime.run_tflite(blob, data.golden_images) for name, blob in models.items()}
     return model_bucket.build_golden(
         data.golden_images,
         data.golden_labels,
@@ -301,7 +303,7 @@ def camera_goldens(
     if not examples or per_class <= 0:
         return {}
     frames = pick_camera_frames(examples[-1].uri, per_class)
-    image_size = tflite_convert.input_image_shape(files[model_bucket.MODEL_FILE])[0]
+    image_size = runtime.input_image_shape(files[model_bucket.MODEL_FILE])[0]
     return camera_golden_files(frames, model, files, default_variant, image_size)
 
 
@@ -328,9 +330,9 @@ def camera_golden_files(
         )
         for channels in (1, 3)
     }
-    reference = tflite_convert.saved_model_predict(model, inputs[1])
-    inputs_of = {name: tflite_convert.input_image_shape(blob)[-1] for name, blob in models.items()}
-    expected = {name: tflite_convert.run_tflite(blob, inputs[inputs_of[name]]) for name, blob in models.items()}
+    reference = convert.saved_model_predict(model, inputs[1])
+    inputs_of = {name: runtime.input_image_shape(blob)[-1] for name, blob in models.items()}
+    expected = {name: runtime.run_tflite(blob, inputs[inputs_of[name]]) for name, blob in models.items()}
     out: dict[str, bytes] = {}
     samples = []
     for i, (record, label, jpeg) in enumerate(frames):
@@ -369,7 +371,7 @@ def camera_golden_files(
 # -- the manifest -----------------------------------------------------------------
 
 
-def verification_block(config: tflite_convert.VerifyConfig, data: EvalData) -> dict[str, Any]:
+def verification_block(config: VerifyConfig, data: EvalData) -> dict[str, Any]:
     """The checks every variant went through, with their budgets and the data they ran on."""
     return {
         "size_budget_bytes": config.size_budget_bytes,

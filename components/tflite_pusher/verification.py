@@ -3,7 +3,7 @@
 Calibration images come from the train split (a reservoir sample), verification
 runs on the whole held-out eval split against the SavedModel's own outputs, and
 the golden samples are a few eval images per class. The conversion and the
-checks themselves are :mod:`components.tflite_convert`; this module composes
+checks themselves are :mod:`shelf_tflite`'s; this module composes
 them for a list of variants and keeps what the release step needs.
 """
 
@@ -18,8 +18,8 @@ import numpy as np
 from tfx import types
 from tfx.types import artifact_utils
 
-from components import tflite_convert
 from shelf_data import splits
+from shelf_tflite import build, convert, eval_data, runtime, verify
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +53,17 @@ def load_eval_data(
     """Read calibration (train) and verification (eval) images and run the SavedModel on the eval split.
 
     Args:
-        model: the SavedModel folder, or the model loaded from it (``tflite_convert.load_saved_model``).
+        model: the SavedModel folder, or the model loaded from it (``shelf_tflite.convert.load_saved_model``).
         transformed_examples: Transform's ``transformed_examples`` artifact (``Split-train``, ``Split-eval``).
         representative_count: calibration images to sample from the train split.
         golden_count: golden samples to pick from the eval split (spread over the classes).
     """
-    representative = tflite_convert.sample_split(
+    representative = eval_data.sample_split(
         artifact_utils.get_split_uri([transformed_examples], splits.TRAIN), representative_count
     )
-    images, labels = tflite_convert.load_images(artifact_utils.get_split_uri([transformed_examples], splits.EVAL))
-    reference = tflite_convert.saved_model_predict(model, images)
-    golden_index = tflite_convert.select_golden_indices(labels, golden_count)
+    images, labels = eval_data.load_images(artifact_utils.get_split_uri([transformed_examples], splits.EVAL))
+    reference = convert.saved_model_predict(model, images)
+    golden_index = eval_data.select_golden_indices(labels, golden_count)
     log.info(
         "TFLitePusher: %d calibration images, %d eval images, %d golden samples",
         len(representative),
@@ -78,7 +78,7 @@ class Verified:
     """Every variant's bytes, verification report and probabilities on the eval split, in the order asked for."""
 
     blobs: dict[str, bytes]
-    reports: dict[str, tflite_convert.VariantReport]
+    reports: dict[str, verify.VariantReport]
     # What each variant gave on ``EvalData.images``: the live gate compares them without running the variant again.
     eval_outputs: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
@@ -90,19 +90,19 @@ def convert_and_verify(
     model_path: str,
     variants: Sequence[str],
     data: EvalData,
-    config: tflite_convert.VerifyConfig,
+    config: verify.VerifyConfig,
     loaded: Any | None = None,
 ) -> Verified:
     """Convert each variant and check it against the SavedModel, the budgets and the damaged recall.
 
     ``loaded``: the SavedModel already loaded from ``model_path``, reused by the converters.
     """
-    reports: dict[str, tflite_convert.VariantReport] = {}
+    reports: dict[str, verify.VariantReport] = {}
     outputs: dict[str, np.ndarray] = {}
-    blobs = tflite_convert.convert_many(model_path, variants, representative_images=data.representative, loaded=loaded)
+    blobs = build.convert_many(model_path, variants, representative_images=data.representative, loaded=loaded)
     for variant in variants:
-        outputs[variant] = tflite_convert.run_tflite(blobs[variant], data.images)
-        reports[variant] = tflite_convert.verify_variant(
+        outputs[variant] = runtime.run_tflite(blobs[variant], data.images)
+        reports[variant] = verify.verify_variant(
             blobs[variant],
             variant,
             golden_images=data.golden_images,
@@ -113,6 +113,6 @@ def convert_and_verify(
             config=config,
             eval_outputs=outputs[variant],
         )
-    for line in tflite_convert.summarize(list(reports.values())).splitlines():  # one log line each
+    for line in verify.summarize(list(reports.values())).splitlines():  # one log line each
         log.info("TFLitePusher verification: %s", line)
     return Verified(blobs, reports, outputs)

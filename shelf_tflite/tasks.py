@@ -42,10 +42,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from components import tflite_convert
 from shelf_data.contract import LABELS
 from shelf_model import features, preprocessing
 from shelf_model.preprocessing import DEFAULT_IMAGE_SIZE, GRAY_COEFFICIENTS
+from shelf_tflite import convert, runtime
 from shelf_tflite import metadata as tflite_metadata
 
 MODEL_NAME = "Shelf audit classifier: ok / misplaced / damaged"
@@ -145,7 +145,7 @@ def _convert_rgb(saved_model_dir: str, image_size: int | None, signature_key: st
     """
     rgb_exported = signature_key == features.IMAGE_SIGNATURE and image_size is None
     if rgb_exported and features.RGB_SIGNATURE in signature_keys(saved_model_dir):
-        converter = tflite_convert.saved_model_converter(saved_model_dir, features.RGB_SIGNATURE, loaded)
+        converter = convert.saved_model_converter(saved_model_dir, features.RGB_SIGNATURE, loaded)
     else:
         module = rgb_module(saved_model_dir, image_size=image_size, signature_key=signature_key)
         converter = tf.lite.TFLiteConverter.from_concrete_functions([module.serve.get_concrete_function()], module)
@@ -219,7 +219,7 @@ def add_metadata(model_bytes: bytes, labels: Sequence[str] = LABELS) -> bytes:
     labels = [str(label) for label in labels]
     if not labels or any(not label.strip() or "\n" in label for label in labels):
         raise ValueError(f"labels must be non-empty single-line names. Received labels={labels}")
-    tensors = tflite_convert.describe_io(model_bytes)
+    tensors = runtime.describe_io(model_bytes)
     if tensors["input"]["dtype"] != "uint8" or tensors["input"]["shape"][-1] != CHANNELS:
         raise ValueError(f"the tasks variant takes RGB uint8 images [1, h, w, 3]. Received input={tensors['input']}")
     if tensors["output"]["dtype"] != "float32" or tensors["output"]["shape"][-1] != len(labels):
@@ -246,7 +246,7 @@ def convert_tasks(
         image_size: the Trainer's input size; None: the signature's (``training.image_size``).
         signature_key: the gray image signature; never ``serving_default``.
         loaded: the SavedModel already loaded from ``saved_model_dir``
-            (``tflite_convert.load_saved_model``), so it is not loaded again.
+            (:func:`shelf_tflite.convert.load_saved_model`), so it is not loaded again.
 
     Returns:
         The ``.tflite`` bytes MediaPipe Tasks' ``ImageClassifier`` loads as they are.
