@@ -335,7 +335,7 @@ def validate(config: PipelineConfig) -> None:
         if not 0 <= getattr(p, key) <= 1:
             raise _fail(f"push.{key}", getattr(p, key), "must be in [0, 1] (a fraction)")
     if p.signing_key:
-        from components import signing
+        from bucket import signing
 
         try:
             signing.check_source(p.signing_key)

@@ -190,14 +190,14 @@ def find_published(bucket: str, model_name: str, digest: str) -> tuple[str, dict
 
     ``LATEST`` is read first (the usual hit), then the other versions, newest first.
     """
-    from components import model_bucket
+    from bucket import layout, versions
 
-    latest = model_bucket.read_latest(bucket, model_name)
-    others = [v for v in reversed(model_bucket.list_versions(bucket, model_name)) if v != latest]
+    latest = versions.read_latest(bucket, model_name)
+    others = [v for v in reversed(versions.list_versions(bucket, model_name)) if v != latest]
     for version in ([latest] if latest else []) + others:
         try:
-            manifest = model_bucket.read_manifest(bucket, model_name, version)
-        except model_bucket.BucketError as e:
+            manifest = versions.read_manifest(bucket, model_name, version)
+        except layout.BucketError as e:
             log.warning("skipping version %s while looking for inputs digest %s: %s", version, digest[:12], e)
             continue
         if (manifest.get("lineage") or {}).get("inputs_digest") == digest:

@@ -11,7 +11,7 @@ Examples::
     shelf-audit models lineage --bucket runs/demo/bucket --home runs/demo 20261125T120102Z-3fa9c1
 
 ``list``, ``show``, ``verify --no-run``, ``clean`` and ``keygen`` do not
-import TensorFlow on a local bucket (:mod:`components.model_bucket` uses the
+import TensorFlow on a local bucket (:mod:`bucket.storage` uses the
 ``os`` module for local paths and ``tf.io.gfile`` only for ``gs://`` and
 ``ram://``); ``verify`` without ``--no-run`` needs TFLite to replay the golden
 samples. ``lineage`` walks ML Metadata (:mod:`pipeline.lineage`) and, when the
@@ -33,8 +33,8 @@ import os
 import sys
 from typing import Any
 
-from components import model_bucket as mb
-from components import signing
+from bucket import history, layout, publish, signing, storage, versions
+from bucket import verify as bucket_verify
 from shelf_tflite import variants as push_defaults
 
 EXIT_OK = 0
@@ -42,26 +42,26 @@ EXIT_ERROR = 1
 
 
 def _root(bucket: str, model: str) -> str:
-    return mb.model_root(bucket, model)
+    return layout.model_root(bucket, model)
 
 
 def read_latest(bucket: str, model: str) -> str | None:
     """The version ``LATEST`` names, or None."""
-    return mb.read_latest(bucket, model)
+    return versions.read_latest(bucket, model)
 
 
 def list_versions(bucket: str, model: str) -> list[str]:
     """Complete versions (with a manifest), oldest first."""
-    return mb.list_versions(bucket, model)
+    return versions.list_versions(bucket, model)
 
 
 def read_manifest(bucket: str, model: str, version: str | None = None) -> dict[str, Any]:
     """The manifest of ``version`` (default: LATEST).
 
     Raises:
-        model_bucket.BucketError: nothing published, no complete version of that name, or unreadable.
+        BucketError: nothing published, no complete version of that name, or unreadable.
     """
-    return mb.read_manifest(bucket, model, version)
+    return versions.read_manifest(bucket, model, version)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="remove leftovers of interrupted publishes (staging, temporary files, versions without a manifest) "
         "older than --grace-minutes, and re-derive LATEST from the history",
     )
-    clean.add_argument("--grace-minutes", type=float, default=mb.CLEAN_GRACE_SECONDS / 60, help="default %(default)s")
+    clean.add_argument(
+        "--grace-minutes", type=float, default=publish.CLEAN_GRACE_SECONDS / 60, help="default %(default)s"
+    )
     keygen = actions.add_parser("keygen", help="write a new Ed25519 signing key (mode 0600) and print its public key")
     keygen.add_argument("--out", required=True, help="private key file to create (PEM); never inside the repository")
     keygen.add_argument("--public-out", help="public key file (PEM); default: <out>.pub")
@@ -142,11 +144,11 @@ def _row(version: str, manifest: dict[str, Any], latest: str | None) -> list[str
 
 
 def _list(args: argparse.Namespace) -> int:
-    if not mb.bucket_exists(args.bucket):
+    if not storage.bucket_exists(args.bucket):
         print(f"error: bucket {args.bucket} does not exist (or is not a folder)", file=sys.stderr)
         return EXIT_ERROR
     root = _root(args.bucket, args.model)
-    folders = mb.version_folders(args.bucket, args.model)
+    folders = versions.version_folders(args.bucket, args.model)
     latest = read_latest(args.bucket, args.model)
     if not folders and latest is None:
         print(f"no versions under {root}")
@@ -156,12 +158,12 @@ def _list(args: argparse.Namespace) -> int:
     broken = 0
     for version in folders:
         mark = "*" if version == latest else ""
-        if not mb.is_complete(args.bucket, args.model, version):
+        if not versions.is_complete(args.bucket, args.model, version):
             rows.append([mark, version, "-", "-", "-", "-", "-", "incomplete: no manifest.json (in flight or killed)"])
             continue
         try:
             manifest = read_manifest(args.bucket, args.model, version)
-        except mb.BucketError as error:
+        except layout.BucketError as error:
             broken += 1
             reason = str(error).removeprefix(f"version {version}: ")
             rows.append([mark, version, "-", "-", "-", "-", "-", f"broken: {reason}"])
@@ -177,7 +179,7 @@ def _list(args: argparse.Namespace) -> int:
     if latest is not None and latest not in good:
         print(f"error: LATEST of {root} names {latest}, which is not a complete, readable version", file=sys.stderr)
         status = EXIT_ERROR
-    expected = mb.latest_from_events(mb.read_history(args.bucket, args.model))
+    expected = history.latest_from_events(history.read_history(args.bucket, args.model))
     if expected is not None and expected != latest:
         print(
             f"warning: LATEST names {latest} but the history makes {expected} current (a publish or rollback in "
@@ -239,7 +241,7 @@ def _lineage(args: argparse.Namespace) -> int:
     except Exception as error:  # noqa: BLE001 - any store problem: fall back to the manifest, and say why.
         print(f"ML Metadata not used ({error}); the chain below is the manifest's record alone", file=sys.stderr)
         chain = lineage.from_manifest(version, manifest)
-    print(lineage.format_chain(chain, mb.version_dir(args.bucket, args.model, version)))
+    print(lineage.format_chain(chain, layout.version_dir(args.bucket, args.model, version)))
     return EXIT_OK
 
 
@@ -251,7 +253,7 @@ def _verify(args: argparse.Namespace) -> int:
     if args.public_key:
         with open(args.public_key, "rb") as f:
             pinned = signing.load_public_key(f.read())
-    result = mb.verify_version(
+    result = bucket_verify.verify_version(
         args.bucket, args.model, args.version or args.version_flag, run_models=not args.no_run, public_key=pinned
     )
     for warning in result.warnings:
@@ -266,13 +268,13 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _clean(args: argparse.Namespace) -> int:
-    if not mb.bucket_exists(args.bucket):
+    if not storage.bucket_exists(args.bucket):
         print(f"error: bucket {args.bucket} does not exist (or is not a folder)", file=sys.stderr)
         return EXIT_ERROR
-    removed = mb.clean(args.bucket, args.model, grace_seconds=args.grace_minutes * 60)
+    removed = publish.clean(args.bucket, args.model, grace_seconds=args.grace_minutes * 60)
     for path in removed:
         print(f"removed {path}")
-    latest = mb.settle_latest(args.bucket, args.model)
+    latest = history.settle_latest(args.bucket, args.model)
     print(f"{len(removed)} leftover(s) removed; LATEST: {latest}")
     return EXIT_OK
 
@@ -301,19 +303,19 @@ def _keygen(args: argparse.Namespace) -> int:
 def _rollback(args: argparse.Namespace) -> int:
     target = args.version
     if target is None:
-        latest = mb.read_latest(args.bucket, args.model)
-        older = [v for v in mb.list_versions(args.bucket, args.model) if latest is None or v < latest]
+        latest = versions.read_latest(args.bucket, args.model)
+        older = [v for v in versions.list_versions(args.bucket, args.model) if latest is None or v < latest]
         if not older:
             print(f"no version older than LATEST ({latest}) to roll back to", file=sys.stderr)
             return EXIT_ERROR
         target = older[-1]
-    previous = mb.rollback(args.bucket, args.model, target, reason=args.reason)
+    previous = publish.rollback(args.bucket, args.model, target, reason=args.reason)
     print(f"LATEST: {previous} -> {target}")
     return EXIT_OK
 
 
 def _bucket_error(error: Exception) -> bool:
-    return isinstance(error, (mb.BucketError, signing.SigningError, ValueError, OSError))
+    return isinstance(error, (layout.BucketError, signing.SigningError, ValueError, OSError))
 
 
 def run(args: argparse.Namespace) -> int:

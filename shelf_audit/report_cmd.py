@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _side(name: str, args: argparse.Namespace):
     """Resolve one side of ``--compare``: a run of the home, else a version of the bucket."""
-    from components import model_bucket
+    from bucket import versions
     from components.report.build import CompareSide
     from components.report.tfma_reader import load_evaluation
     from pipeline.report_inputs import RunNotFound, find_run
@@ -60,7 +60,7 @@ def _side(name: str, args: argparse.Namespace):
         run_error = e
     bucket = args.bucket or os.path.join(os.path.abspath(args.home), "bucket")
     try:
-        manifest = model_bucket.read_manifest(bucket, args.model, name)
+        manifest = versions.read_manifest(bucket, args.model, name)
     except Exception as e:  # noqa: BLE001 - neither a run nor a version: say both
         raise LookupError(
             f"{name!r} is neither a run of {args.home} ({run_error}) nor a version in {bucket} ({e})"

@@ -162,16 +162,16 @@ def span_problem(config: config_lib.PipelineConfig, data_root: str) -> str:
 def bucket_problem(config: config_lib.PipelineConfig, home: str) -> str:
     """Why the run's model bucket cannot be written (``bucket <path> is not writable: ...``), or "".
 
-    Probed with :func:`components.model_bucket.probe_writable` (a small object written and deleted)
+    Probed with :func:`bucket.storage.probe_writable` (a small object written and deleted)
     before any stage runs, so a bad ``--bucket`` fails in seconds, not after training.
     """
-    from components import model_bucket  # light: no TensorFlow for a local bucket
+    from bucket import layout, storage  # light: no TensorFlow for a local bucket
 
     # The default bucket of pipeline.local_runner.LocalPaths, without importing TFX for it.
     bucket = config.push.bucket or os.path.join(os.path.abspath(home), "bucket")
     try:
-        model_bucket.probe_writable(bucket)
-    except model_bucket.BucketError as e:
+        storage.probe_writable(bucket)
+    except layout.BucketError as e:
         return str(e)
     return ""
 

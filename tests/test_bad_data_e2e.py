@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from tfx.orchestration import metadata
 
-from components import model_bucket
+from bucket import versions
 from pipeline import run_summary
 from shelf_data import synth
 from shelf_data.contract import PhotoRecord, ShardedWriter, make_example
@@ -61,7 +61,7 @@ def _explain(proc: subprocess.CompletedProcess) -> str:
 
 def _published(tmp: Path) -> list[str]:
     bucket = tmp / "home" / "bucket"
-    return model_bucket.list_versions(str(bucket), "shelf_audit") if bucket.exists() else []
+    return versions.list_versions(str(bucket), "shelf_audit") if bucket.exists() else []
 
 
 def _stages(tmp: Path) -> set[str]:
@@ -113,7 +113,7 @@ def test_a_few_bad_photos_are_dropped_listed_and_the_model_published(tmp_path):
     line = "data: 3 of 311 records dropped (does not decode: 2, too small: 1); list: "
     assert line in proc.stdout, _explain(proc)
     (version,) = _published(tmp_path)
-    manifest = model_bucket.read_manifest(str(tmp_path / "home" / "bucket"), "shelf_audit", version)
+    manifest = versions.read_manifest(str(tmp_path / "home" / "bucket"), "shelf_audit", version)
     quality = manifest["data_quality"]
     assert quality["read"] == 311 and quality["dropped"] == 3
     assert quality["by_reason"] == {"does not decode": 2, "too small": 1}

@@ -23,7 +23,9 @@ from unittest import mock
 
 import pytest
 
-from components import model_bucket as mb
+from bucket import history as bucket_history
+from bucket import layout, publish, storage, verify
+from bucket import versions as bucket_versions
 
 pytestmark = pytest.mark.component
 
@@ -33,7 +35,7 @@ PER_PUBLISHER = 10
 
 def _payload(tag: str, unique: bool = True) -> tuple[dict[str, bytes], dict]:
     data = f"model {tag} {uuid.uuid4().hex if unique else ''}".encode()
-    manifest = mb.build_manifest(
+    manifest = publish.build_manifest(
         model_name=MODEL,
         default_variant="fp16",
         variants={"fp16": {"file": "model.tflite", "bytes": len(data), "latency_ms": 0.1}},
@@ -48,7 +50,7 @@ def _payload(tag: str, unique: bool = True) -> tuple[dict[str, bytes], dict]:
 def publish_one(bucket: str, tag: str, now: datetime.datetime | None = None) -> str:
     """Publish one fresh fake model; its version."""
     files, manifest = _payload(tag)
-    result = mb.publish(bucket, MODEL, files, manifest, now=now)
+    result = publish.publish(bucket, MODEL, files, manifest, now=now)
     assert result.created
     return result.version
 
@@ -69,12 +71,12 @@ def rollbacker(bucket: str, count: int, start: float, deadline: float) -> list[s
     rng = random.Random(os.getpid() ^ threading.get_ident())
     targets: list[str] = []
     while len(targets) < count and time.time() < deadline:
-        versions = mb.list_versions(bucket, MODEL)
+        versions = bucket_versions.list_versions(bucket, MODEL)
         if len(versions) < 2:
             time.sleep(0.02)
             continue
         target = rng.choice(versions[:-1])
-        mb.rollback(bucket, MODEL, target, reason="race test")
+        publish.rollback(bucket, MODEL, target, reason="race test")
         targets.append(target)
         time.sleep(rng.uniform(0.0, 0.05))
     return targets
@@ -82,14 +84,14 @@ def rollbacker(bucket: str, count: int, start: float, deadline: float) -> list[s
 
 def check_invariants(bucket: str, published: list[str]) -> str:
     """Every publish has exactly one event; LATEST is what the log says, complete, and not moved back; LATEST."""
-    history = mb.read_history(bucket, MODEL)
+    history = bucket_history.read_history(bucket, MODEL)
     events = collections.Counter(e["version"] for e in history if e["action"] == "publish")
     assert sorted(events) == sorted(published), "a publish without its event, or an event without a publish"
     assert set(events.values()) == {1}, f"duplicate publish events: {events.most_common(3)}"
-    latest = mb.read_latest(bucket, MODEL)
-    assert latest == mb.latest_from_events(history)
-    assert mb.is_complete(bucket, MODEL, latest)
-    assert mb.verify_version(bucket, MODEL, latest, run_models=False).ok
+    latest = bucket_versions.read_latest(bucket, MODEL)
+    assert latest == bucket_history.latest_from_events(history)
+    assert bucket_versions.is_complete(bucket, MODEL, latest)
+    assert verify.verify_version(bucket, MODEL, latest, run_models=False).ok
     # The rule, stated from the last rollback on: LATEST is the newest version published after it that is newer
     # than every version published before it; with none, the rollback's target.
     rollbacks = [i for i, e in enumerate(history) if e["action"] == "rollback"]
@@ -107,12 +109,12 @@ def check_invariants(bucket: str, published: list[str]) -> str:
 
 
 def _leftovers(bucket: str) -> list[str]:
-    root = mb.model_root(bucket, MODEL)
-    found = [n for n in mb._listdir(root) if mb.TMP_MARK in n]
-    found += [n for n in mb._listdir(mb._join(root, mb.HISTORY_DIR)) if mb.TMP_MARK in n]
-    staging = mb._join(root, mb.STAGING_DIR)
-    if mb._isdir(staging):
-        found += mb._listdir(staging)
+    root = layout.model_root(bucket, MODEL)
+    found = [n for n in storage.listdir(root) if layout.TMP_MARK in n]
+    found += [n for n in storage.listdir(layout.join(root, layout.HISTORY_DIR)) if layout.TMP_MARK in n]
+    staging = layout.join(root, layout.STAGING_DIR)
+    if storage.isdir(staging):
+        found += storage.listdir(staging)
     return found
 
 
@@ -130,12 +132,12 @@ def test_concurrent_processes_on_a_local_folder(tmp_path, with_rollbacks):
     assert len(published) == 2 * PER_PUBLISHER == len(set(published))
     # The two publishers really overlapped: their events interleave in the log.
     owner = {v: i for i, versions in enumerate(by_publisher) for v in versions}
-    order = [owner[e["version"]] for e in mb.read_history(bucket, MODEL) if e["action"] == "publish"]
+    order = [owner[e["version"]] for e in bucket_history.read_history(bucket, MODEL) if e["action"] == "publish"]
     assert sum(a != b for a, b in zip(order, order[1:], strict=False)) >= 2, f"no overlap: {order}"
     assert len(rolled) == (5 if with_rollbacks else 0)
     check_invariants(bucket, published)
     assert _leftovers(bucket) == []
-    assert [e["action"] for e in mb.read_history(bucket, MODEL)].count("rollback") == len(rolled)
+    assert [e["action"] for e in bucket_history.read_history(bucket, MODEL)].count("rollback") == len(rolled)
 
 
 def test_concurrent_threads_on_ram():
@@ -156,7 +158,7 @@ def test_a_slower_publish_of_an_older_build_does_not_move_latest_back(tmp_path):
     now = datetime.datetime.now(datetime.timezone.utc)
     newer = publish_one(bucket, "newer", now=now)
     older = publish_one(bucket, "older", now=now - datetime.timedelta(minutes=5))  # built first, finished last
-    assert older < newer and mb.read_latest(bucket, MODEL) == newer
+    assert older < newer and bucket_versions.read_latest(bucket, MODEL) == newer
     check_invariants(bucket, [newer, older])
 
 
@@ -169,7 +171,7 @@ def _killed_at(step: str):
         if name == step:
             raise Killed(step)
 
-    return mock.patch.object(mb, "_step", side_effect=hook)
+    return mock.patch.object(publish, "_step", side_effect=hook)
 
 
 STEPS = ["staged", "copied", "manifest", "event", "latest"]
@@ -180,26 +182,30 @@ def test_a_publish_killed_at_each_step_is_finished_by_a_rerun(tmp_path, step):
     bucket = str(tmp_path / "bucket")
     first = publish_one(bucket, "first", now=_minutes_ago(2))  # versions of one second sort by fingerprint
     files, manifest = _payload("second")
-    with _killed_at(step), mock.patch.object(mb, "_remove_quietly"), pytest.raises(Killed):
-        mb.publish(bucket, MODEL, files, manifest)
+    with _killed_at(step), mock.patch.object(storage, "remove_quietly"), pytest.raises(Killed):
+        publish.publish(bucket, MODEL, files, manifest)
     # Until LATEST moved, apps still get the first version, complete.
     moved = STEPS.index(step) >= STEPS.index("latest")
-    latest = mb.read_latest(bucket, MODEL)
-    assert mb.is_complete(bucket, MODEL, latest) and (latest != first) == moved
+    latest = bucket_versions.read_latest(bucket, MODEL)
+    assert bucket_versions.is_complete(bucket, MODEL, latest) and (latest != first) == moved
     if STEPS.index(step) < STEPS.index("manifest"):
-        assert mb.list_versions(bucket, MODEL) == [first]  # a partial folder is not a version
+        assert bucket_versions.list_versions(bucket, MODEL) == [first]  # a partial folder is not a version
 
-    again = mb.publish(bucket, MODEL, files, manifest)  # the re-run of the same model
-    assert mb.read_latest(bucket, MODEL) == again.version != first
+    again = publish.publish(bucket, MODEL, files, manifest)  # the re-run of the same model
+    assert bucket_versions.read_latest(bucket, MODEL) == again.version != first
     if STEPS.index(step) >= STEPS.index("manifest"):
         assert not again.created  # the complete version was finished, not published twice
     if step == "manifest":
         assert again.message.startswith("finished the interrupted publish")
     check_invariants(bucket, [first, again.version])
     # Leftovers of the kill are cleaned once older than the grace period (0 here); nothing else is touched.
-    mb.clean(bucket, MODEL, grace_seconds=0)
+    publish.clean(bucket, MODEL, grace_seconds=0)
     assert _leftovers(bucket) == []
-    assert mb.list_versions(bucket, MODEL) == mb.version_folders(bucket, MODEL) == sorted([first, again.version])
+    assert (
+        bucket_versions.list_versions(bucket, MODEL)
+        == bucket_versions.version_folders(bucket, MODEL)
+        == sorted([first, again.version])
+    )
     check_invariants(bucket, [first, again.version])
 
 
@@ -210,11 +216,11 @@ def test_a_rollback_after_a_killed_publish_survives_the_rerun(tmp_path, step):
     second = publish_one(bucket, "second", now=_minutes_ago(2))
     files, manifest = _payload("third")
     with _killed_at(step), pytest.raises(Killed):
-        mb.publish(bucket, MODEL, files, manifest)
+        publish.publish(bucket, MODEL, files, manifest)
     time.sleep(0.01)
-    mb.rollback(bucket, MODEL, first, reason="field reports")  # on purpose, after the crash
-    again = mb.publish(bucket, MODEL, files, manifest)
-    assert not again.created and mb.read_latest(bucket, MODEL) == first
+    publish.rollback(bucket, MODEL, first, reason="field reports")  # on purpose, after the crash
+    again = publish.publish(bucket, MODEL, files, manifest)
+    assert not again.created and bucket_versions.read_latest(bucket, MODEL) == first
     check_invariants(bucket, [first, second, again.version])
 
 
@@ -235,7 +241,7 @@ def test_clean_keeps_young_leftovers_and_removes_old_ones(tmp_path):
     (partial / "model.tflite").write_bytes(b"x")
     os.utime(partial / "model.tflite", (old, old))
     os.utime(partial, (old, old))
-    removed = sorted(os.path.basename(p) for p in mb.clean(bucket, MODEL))
+    removed = sorted(os.path.basename(p) for p in publish.clean(bucket, MODEL))
     assert removed == sorted(
         [f"20261125T000000Z-abcdef-{old}-0a0b0c", f"LATEST.tmp-{old}-deadbeef", "LATEST.tmp-0badf00d", partial.name]
     )
@@ -247,7 +253,7 @@ def test_a_stale_latest_write_is_corrected_by_the_writer_that_made_it(tmp_path):
     """Writer X lists the log, then Y records a newer publish and settles, then X writes its stale LATEST."""
     bucket = str(tmp_path / "bucket")
     first = publish_one(bucket, "first", now=_minutes_ago(2))
-    real_write = mb._atomic_write
+    real_write = storage.atomic_write
     newer: list[str] = []
     started: list[bool] = []
 
@@ -257,26 +263,26 @@ def test_a_stale_latest_write_is_corrected_by_the_writer_that_made_it(tmp_path):
             newer.append(publish_one(bucket, "newer"))  # Y, complete, between X's listing and X's write
         real_write(path, data)
 
-    with mock.patch.object(mb, "_atomic_write", side_effect=write):
-        mb.rollback(bucket, MODEL, first, reason="X")  # X: its first LATEST write is f(log without Y's event)
+    with mock.patch.object(storage, "atomic_write", side_effect=write):
+        publish.rollback(bucket, MODEL, first, reason="X")  # X: its first LATEST write is f(log without Y's event)
     # Y's publish came after X's rollback event in the log: Y wins, although X wrote last.
-    assert mb.read_latest(bucket, MODEL) == newer[0]
+    assert bucket_versions.read_latest(bucket, MODEL) == newer[0]
     check_invariants(bucket, [first, newer[0]])
 
 
 # A child that publishes the "killed" model and SIGKILLs itself right after the given step.
 KILLER = """
 import os, signal, sys
-from components import model_bucket as mb
+from bucket import publish
 import test_bucket_concurrency as t
 
 def hook(name):
     if name == sys.argv[2]:
         os.kill(os.getpid(), signal.SIGKILL)
 
-mb._step = hook
+publish._step = hook
 files, manifest = t._payload("killed", unique=False)
-mb.publish(sys.argv[1], t.MODEL, files, manifest)
+publish.publish(sys.argv[1], t.MODEL, files, manifest)
 """
 
 
@@ -288,9 +294,9 @@ def test_a_publish_process_killed_with_sigkill_is_finished_by_a_rerun(tmp_path, 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tests.parent), str(tests)]))
     proc = subprocess.run([sys.executable, "-c", KILLER, bucket, step], env=env, capture_output=True, timeout=60)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
-    latest = mb.read_latest(bucket, MODEL)
-    assert mb.is_complete(bucket, MODEL, latest) and (latest == first) == (step != "latest")
+    latest = bucket_versions.read_latest(bucket, MODEL)
+    assert bucket_versions.is_complete(bucket, MODEL, latest) and (latest == first) == (step != "latest")
     files, manifest = _payload("killed", unique=False)
-    again = mb.publish(bucket, MODEL, files, manifest)
-    assert mb.read_latest(bucket, MODEL) == again.version != first
+    again = publish.publish(bucket, MODEL, files, manifest)
+    assert bucket_versions.read_latest(bucket, MODEL) == again.version != first
     check_invariants(bucket, [first, again.version])

@@ -19,7 +19,8 @@ from unittest import mock
 import pytest
 from tfx.orchestration import metadata
 
-from components import model_bucket
+from bucket import verify
+from bucket import versions as bucket_versions
 from pipeline import config as config_lib
 from pipeline import run_summary
 from pipeline.pipeline import create_pipeline, run_inputs
@@ -73,7 +74,7 @@ def runs(tmp_path_factory):
     for name, floor, extra in (("first", 0.0, ()), ("second", 0.0, ("--force",)), ("impossible", 1.0, ())):
         proc = _run(tmp, floor, *extra)
         results[name] = (proc, _summary(tmp) if (tmp / "home" / "metadata.sqlite").exists() else None)
-        results[name + "_bucket"] = sorted(model_bucket.list_versions(str(tmp / "home" / "bucket"), "shelf_audit"))
+        results[name + "_bucket"] = sorted(bucket_versions.list_versions(str(tmp / "home" / "bucket"), "shelf_audit"))
     results["tmp"] = tmp
     return results
 
@@ -101,7 +102,7 @@ def test_bucket_follows_the_contract(runs):
     versions = runs["first_bucket"]
     assert len(versions) == 1
     version = versions[0]
-    assert model_bucket.read_latest(bucket, "shelf_audit") == version
+    assert bucket_versions.read_latest(bucket, "shelf_audit") == version
     folder = Path(bucket) / "shelf_audit" / "versions" / version
     names = {p.name for p in folder.iterdir()}
     assert {"model.tflite", "model_fp16.tflite", "model_int8.tflite", "labels.txt", "manifest.json", "golden"} <= names
@@ -112,7 +113,7 @@ def test_bucket_follows_the_contract(runs):
     assert "weighted_macro_recall" in json.dumps(manifest["gate_metrics"])
     assert manifest["lineage"]["pipeline_name"] == "tiny-e2e"
     assert "uint8" in json.dumps(manifest["variants"]["int8"])
-    assert model_bucket.verify_version(bucket, "shelf_audit", version).ok
+    assert verify.verify_version(bucket, "shelf_audit", version).ok
     # The published path is printed for the app team.
     assert str(folder / "model.tflite") in runs["first"][0].stdout
 
@@ -167,7 +168,7 @@ def test_bad_data_stops_the_run_before_transform(tmp_path):
     assert "label" in proc.stderr and "shelf_data/schema.pbtxt" in proc.stderr, _explain(proc)
     summary = _summary(tmp_path)
     assert summary.stage("Transform") is None and summary.stage("Trainer") is None
-    assert not (tmp_path / "home" / "bucket").exists() or not model_bucket.list_versions(
+    assert not (tmp_path / "home" / "bucket").exists() or not bucket_versions.list_versions(
         str(tmp_path / "home" / "bucket"), "shelf_audit"
     )
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from span_helpers import count_records
 
-from components import model_bucket
+from bucket import versions
 from pipeline import run_summary
 from shelf_data import synth
 from shelf_data.contract import ShardedWriter
@@ -81,7 +81,7 @@ def runs(tmp_path_factory):
     # --force: whatever the inputs digest finds in the bucket, this run must reach SpanDrift.
     results["stopped"] = _run(tmp, True, "--spans", "last:2", "--force")
     results["stopped_summary"] = _summary(tmp)
-    results["bucket"] = model_bucket.list_versions(str(tmp / "home" / "bucket"), "shelf_audit")
+    results["bucket"] = versions.list_versions(str(tmp / "home" / "bucket"), "shelf_audit")
     return results
 
 
@@ -102,7 +102,7 @@ def test_device_drift_is_reported_in_the_summary_and_the_manifest(runs):
     assert "drift: span 2 vs span 1:" in proc.stdout and "(reported only)" in proc.stdout, _explain(proc)
     assert "DRIFT device_id: infinity_norm" in proc.stdout
     bucket = str(runs["tmp"] / "home" / "bucket")
-    manifest = model_bucket.read_manifest(bucket, "shelf_audit")
+    manifest = versions.read_manifest(bucket, "shelf_audit")
     block = manifest["drift"]
     assert block["drifted"] is True and (block["current_span"], block["previous_span"]) == (2, 1)
     device = next(c for c in block["checks"] if c["name"] == "device_id")

@@ -172,13 +172,13 @@ def _publish(bucket: Path, version: str, digest: str | None, latest: bool = Fals
 
 
 def test_find_published_reads_latest_first_then_the_others(tmp_path):
-    from components import model_bucket
+    from bucket import versions
 
     bucket = tmp_path / "bucket"
     _publish(bucket, "20260101T000000Z-aaaaaa", "a" * 64)
     _publish(bucket, "20260102T000000Z-bbbbbb", "b" * 64, latest=True)
     _publish(bucket, "20260103T000000Z-cccccc", None)
-    with mock.patch.object(model_bucket, "read_manifest", wraps=model_bucket.read_manifest) as read:
+    with mock.patch.object(versions, "read_manifest", wraps=versions.read_manifest) as read:
         found = digest_lib.find_published(str(bucket), "shelf_audit", "b" * 64)
     assert found[0] == "20260102T000000Z-bbbbbb" and read.call_count == 1
     assert digest_lib.find_published(str(bucket), "shelf_audit", "a" * 64)[0] == "20260101T000000Z-aaaaaa"

@@ -22,7 +22,8 @@ import kfp_replay
 import pytest
 from span_helpers import count_records
 
-from components import model_bucket
+from bucket import layout, verify
+from bucket import versions as bucket_versions
 from pipeline import config as config_lib
 from pipeline import kubeflow_runner
 from shelf_data import synth
@@ -234,21 +235,21 @@ def test_runtime_parameters_were_used(replayed):
     assert json.loads(summaries[0].read_text())["epochs_run"] == EPOCHS
 
     # bucket: published to the given bucket, nothing in the default one.
-    assert model_bucket.list_versions(r.bucket, r.model_name)
-    assert model_bucket.list_versions(r.default_bucket, r.model_name) == []
+    assert bucket_versions.list_versions(r.bucket, r.model_name)
+    assert bucket_versions.list_versions(r.default_bucket, r.model_name) == []
 
 
 def test_bucket_latest_is_a_complete_verified_version(replayed):
     r = replayed
-    versions = model_bucket.list_versions(r.bucket, r.model_name)
-    latest = model_bucket.read_latest(r.bucket, r.model_name)
+    versions = bucket_versions.list_versions(r.bucket, r.model_name)
+    latest = bucket_versions.read_latest(r.bucket, r.model_name)
     assert versions == [latest]
-    assert model_bucket.is_complete(r.bucket, r.model_name, latest)
-    manifest = model_bucket.read_manifest(r.bucket, r.model_name)
+    assert bucket_versions.is_complete(r.bucket, r.model_name, latest)
+    manifest = bucket_versions.read_manifest(r.bucket, r.model_name)
     assert manifest["version"] == latest and manifest["model_name"] == r.model_name
-    folder = Path(model_bucket.version_dir(r.bucket, r.model_name, latest))
+    folder = Path(layout.version_dir(r.bucket, r.model_name, latest))
     assert set(manifest["files"]) <= {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
-    verdict = model_bucket.verify_version(r.bucket, r.model_name, latest)
+    verdict = verify.verify_version(r.bucket, r.model_name, latest)
     assert verdict.ok, verdict.problems
 
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import tflite_helpers as helpers
 
-from components import model_bucket as mb
+from bucket import layout, publish, storage, versions
+from bucket.live import FIRST_RELEASE, LiveModel, LiveModelError, find_live_model
 from components.tflite_pusher import live_gate as lg
 from shelf_tflite import build, runtime
 
@@ -251,13 +252,13 @@ def test_only_a_compared_result_can_fail():
 
 def _entry(name: str | None, data: bytes | None) -> dict:
     if name is None:
-        return {"file": None, "published": False, "sha256": mb.sha256(data or b""), "reasons": ["latency"]}
-    return {"file": name, "published": True, "sha256": mb.sha256(data), "bytes": len(data)}
+        return {"file": None, "published": False, "sha256": storage.sha256(data or b""), "reasons": ["latency"]}
+    return {"file": name, "published": True, "sha256": storage.sha256(data), "bytes": len(data)}
 
 
 def _publish(bucket: str, blobs: dict[str, bytes | None], default: str = "fp16", now=T0) -> str:
     """Publish a version with ``model_<variant>.tflite`` per published variant (None: rejected there)."""
-    files = {mb.MODEL_FILE: blobs[default], mb.LABELS_FILE: b"ok\nmisplaced\ndamaged\n"}
+    files = {layout.MODEL_FILE: blobs[default], layout.LABELS_FILE: b"ok\nmisplaced\ndamaged\n"}
     variants = {}
     for variant, data in blobs.items():
         published = data is not None and not data.startswith(b"rejected")
@@ -265,7 +266,7 @@ def _publish(bucket: str, blobs: dict[str, bytes | None], default: str = "fp16",
         variants[variant] = _entry(name, data)
         if name:
             files[name] = data
-    manifest = mb.build_manifest(
+    manifest = publish.build_manifest(
         model_name=MODEL,
         default_variant=default,
         variants=variants,
@@ -274,25 +275,25 @@ def _publish(bucket: str, blobs: dict[str, bytes | None], default: str = "fp16",
         lineage={"pipeline_run_id": "run-1"},
         image_shape=(128, 128, 1),
     )
-    return mb.publish(bucket, MODEL, files, manifest, now=now).version
+    return publish.publish(bucket, MODEL, files, manifest, now=now).version
 
 
 @component
 def test_find_live_model_before_the_first_release(tmp_path):
-    live, reason = lg.find_live_model(str(tmp_path / "bucket"), MODEL, "fp16")
-    assert live is None and reason.startswith(lg.FIRST_RELEASE) and "LATEST" in reason
+    live, reason = find_live_model(str(tmp_path / "bucket"), MODEL, "fp16")
+    assert live is None and reason.startswith(FIRST_RELEASE) and "LATEST" in reason
 
 
 @component
 def test_find_live_model_prefers_the_same_variant_file(tmp_path):
     bucket = str(tmp_path / "bucket")
     version = _publish(bucket, {"fp16": b"fp16-model-v1", "int8": b"int8-model-v1"})
-    live, message = lg.find_live_model(bucket, MODEL, "int8")
-    assert live is not None and live.version == version == mb.read_latest(bucket, MODEL)
+    live, message = find_live_model(bucket, MODEL, "int8")
+    assert live is not None and live.version == version == versions.read_latest(bucket, MODEL)
     assert live.file == "model_int8.tflite" and live.variant == "int8" and live.requested_variant == "int8"
     assert live.same_variant and live.checksum_verified and live.labels == LABELS
-    assert live.data == b"int8-model-v1" and live.sha256 == mb.sha256(b"int8-model-v1")
-    assert live.path == os.path.join(mb.version_dir(bucket, MODEL, version), "model_int8.tflite")
+    assert live.data == b"int8-model-v1" and live.sha256 == storage.sha256(b"int8-model-v1")
+    assert live.path == os.path.join(layout.version_dir(bucket, MODEL, version), "model_int8.tflite")
     assert "int8-model-v1" not in repr(live) and "data=" not in repr(live)
     assert version in message and "model_int8.tflite" in message and "same variant" in message
 
@@ -301,12 +302,12 @@ def test_find_live_model_prefers_the_same_variant_file(tmp_path):
 def test_find_live_model_falls_back_to_the_default_model(tmp_path):
     bucket = str(tmp_path / "bucket")
     _publish(bucket, {"fp16": b"fp16-model-v1", "int8": b"rejected-int8"})
-    live, message = lg.find_live_model(bucket, MODEL, "int8")
-    assert live is not None and live.file == mb.MODEL_FILE and live.data == b"fp16-model-v1"
+    live, message = find_live_model(bucket, MODEL, "int8")
+    assert live is not None and live.file == layout.MODEL_FILE and live.data == b"fp16-model-v1"
     assert live.variant == "fp16" and live.requested_variant == "int8" and not live.same_variant
-    assert live.checksum_verified and "did not publish int8" in message and mb.MODEL_FILE in message
-    live, message = lg.find_live_model(bucket, MODEL, "dynamic")
-    assert live is not None and live.file == mb.MODEL_FILE and "has no dynamic variant" in message
+    assert live.checksum_verified and "did not publish int8" in message and layout.MODEL_FILE in message
+    live, message = find_live_model(bucket, MODEL, "dynamic")
+    assert live is not None and live.file == layout.MODEL_FILE and "has no dynamic variant" in message
 
 
 @component
@@ -314,9 +315,9 @@ def test_find_live_model_follows_latest_after_a_rollback(tmp_path):
     bucket = str(tmp_path / "bucket")
     first = _publish(bucket, {"fp16": b"fp16-model-v1"})
     second = _publish(bucket, {"fp16": b"fp16-model-v2"}, now=T0 + datetime.timedelta(days=1))
-    assert lg.find_live_model(bucket, MODEL, "fp16")[0].version == second
-    mb.rollback(bucket, MODEL, first, reason="field reports")
-    live, _ = lg.find_live_model(bucket, MODEL, "fp16")
+    assert find_live_model(bucket, MODEL, "fp16")[0].version == second
+    publish.rollback(bucket, MODEL, first, reason="field reports")
+    live, _ = find_live_model(bucket, MODEL, "fp16")
     assert live.version == first and live.data == b"fp16-model-v1"
 
 
@@ -324,34 +325,34 @@ def test_find_live_model_follows_latest_after_a_rollback(tmp_path):
 def test_tampered_live_file_is_an_error_naming_the_path(tmp_path):
     bucket = str(tmp_path / "bucket")
     version = _publish(bucket, {"fp16": b"fp16-model-v1", "int8": b"int8-model-v1"})
-    path = os.path.join(mb.version_dir(bucket, MODEL, version), "model_int8.tflite")
+    path = os.path.join(layout.version_dir(bucket, MODEL, version), "model_int8.tflite")
     with open(path, "wb") as handle:
         handle.write(b"int8-model-swapped")
-    with pytest.raises(lg.LiveModelError, match=re.escape(path)) as caught:
-        lg.find_live_model(bucket, MODEL, "int8")
-    assert isinstance(caught.value, mb.BucketError)
+    with pytest.raises(LiveModelError, match=re.escape(path)) as caught:
+        find_live_model(bucket, MODEL, "int8")
+    assert isinstance(caught.value, layout.BucketError)
     assert "sha256" in str(caught.value) and "bytes" in str(caught.value) and version in str(caught.value)
     # The other variant's file is intact: still found.
-    assert lg.find_live_model(bucket, MODEL, "fp16")[0].file == "model_fp16.tflite"
+    assert find_live_model(bucket, MODEL, "fp16")[0].file == "model_fp16.tflite"
 
 
 @component
 def test_missing_live_file_recorded_in_the_manifest_is_an_error(tmp_path):
     bucket = str(tmp_path / "bucket")
     version = _publish(bucket, {"fp16": b"fp16-model-v1", "int8": b"int8-model-v1"})
-    path = os.path.join(mb.version_dir(bucket, MODEL, version), "model_int8.tflite")
+    path = os.path.join(layout.version_dir(bucket, MODEL, version), "model_int8.tflite")
     os.remove(path)
-    with pytest.raises(lg.LiveModelError, match=re.escape(path) + " is missing"):
-        lg.find_live_model(bucket, MODEL, "int8")
+    with pytest.raises(LiveModelError, match=re.escape(path) + " is missing"):
+        find_live_model(bucket, MODEL, "int8")
 
 
 @component
 def test_unreadable_live_manifest_means_no_live_model(tmp_path):
     bucket = str(tmp_path / "bucket")
     version = _publish(bucket, {"fp16": b"fp16-model-v1"})
-    with open(os.path.join(mb.version_dir(bucket, MODEL, version), mb.MANIFEST_FILE), "w") as handle:
+    with open(os.path.join(layout.version_dir(bucket, MODEL, version), layout.MANIFEST_FILE), "w") as handle:
         handle.write("{not json")
-    live, reason = lg.find_live_model(bucket, MODEL, "fp16")
+    live, reason = find_live_model(bucket, MODEL, "fp16")
     assert live is None and "no live model" in reason and version in reason and "not valid JSON" in reason
 
 
@@ -373,20 +374,20 @@ def eval_split() -> tuple[np.ndarray, np.ndarray]:
     return helpers.make_images(30, seed=2)
 
 
-def _live(data: bytes, version: str = "20261125T120102Z-abcdef", file: str = "model_fp32.tflite", **kw) -> lg.LiveModel:
+def _live(data: bytes, version: str = "20261125T120102Z-abcdef", file: str = "model_fp32.tflite", **kw) -> LiveModel:
     fields = {
         "version": version,
         "file": file,
         "variant": "fp32",
         "requested_variant": "fp32",
         "data": data,
-        "sha256": mb.sha256(data),
+        "sha256": storage.sha256(data),
         "checksum_verified": True,
         "labels": LABELS,
         "path": f"/bucket/{MODEL}/versions/{version}/{file}",
     }
     fields.update(kw)
-    return lg.LiveModel(**fields)
+    return LiveModel(**fields)
 
 
 @pytest.fixture
@@ -433,19 +434,19 @@ def test_gate_candidate_that_fixes_the_live_model_passes_with_improvements(tmp_p
     images, labels = eval_split
     bucket = str(tmp_path / "bucket")
     version = _publish(bucket, {"fp32": models["shifted"]}, default="fp32")
-    live, _ = lg.find_live_model(bucket, MODEL, "fp32")
+    live, _ = find_live_model(bucket, MODEL, "fp32")
     result = lg.gate_variant(models["good"], "fp32", live, images, labels, lg.LiveGateConfig(), LABELS)
     assert result.passed and result.improvements == 20 and result.regressions == 0
     assert result.live_version == version and result.live_file == "model_fp32.tflite" and result.live_variant == "fp32"
     record = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert record["recall"]["damaged"] == {"live": 0.0, "candidate": 1.0, "diff": 1.0}
-    assert record["live"]["sha256"] == live.sha256 == mb.sha256(models["shifted"])
+    assert record["live"]["sha256"] == live.sha256 == storage.sha256(models["shifted"])
 
 
 @component
 def test_live_predictions_are_cached_per_live_file(models, eval_split, run_calls):
     images, labels = eval_split
-    live = _live(models["good"], file=mb.MODEL_FILE, variant="fp16", requested_variant="fp16")
+    live = _live(models["good"], file=layout.MODEL_FILE, variant="fp16", requested_variant="fp16")
     cache: dict = {}
     first = lg.gate_variant(models["good"], "fp16", live, images, labels, None, LABELS, cache)
     second = lg.gate_variant(models["shifted"], "int8", live, images, labels, None, LABELS, cache)
@@ -513,7 +514,7 @@ def test_live_model_with_other_labels_or_that_does_not_load_is_not_comparable(mo
 @component
 def test_no_live_model_and_disabled_run_nothing(models, eval_split, run_calls):
     images, labels = eval_split
-    reason = f"{lg.FIRST_RELEASE} (no LATEST under /bucket/{MODEL})"
+    reason = f"{FIRST_RELEASE} (no LATEST under /bucket/{MODEL})"
     result = lg.gate_variant(models["good"], "fp16", None, images, labels, None, LABELS, live_reason=reason)
     assert result.status == lg.NO_LIVE_MODEL and result.passed and result.note == reason
     assert result.live_version is None and result.recall_live == {"ok": None, "misplaced": None, "damaged": None}

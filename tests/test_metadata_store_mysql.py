@@ -30,7 +30,7 @@ import pymysql
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
-from components import model_bucket
+from bucket import versions
 from pipeline import config as config_lib
 from pipeline import metadata_store, run_summary
 from pipeline.eval_config import build_eval_config
@@ -227,7 +227,7 @@ def test_both_homes_run_against_mysql_and_bless(shared):
         store = f"ML Metadata MySQL {shared.server.user}@{shared.server.host}:{shared.server.port}/"
         assert store in home.proc.stderr and "(password from $SHELF_AUDIT_MYSQL_PASSWORD)" in home.proc.stderr
         assert not (home.path / "metadata.sqlite").exists()
-        assert len(model_bucket.list_versions(str(home.path / "bucket"), "shelf_audit")) == 1
+        assert len(versions.list_versions(str(home.path / "bucket"), "shelf_audit")) == 1
 
 
 def test_the_password_is_never_logged(shared):

@@ -10,7 +10,8 @@ import sys
 import pytest
 import tflite_helpers as helpers
 
-from components import model_bucket as mb
+from bucket import history, publish
+from bucket import versions as bucket_versions
 from shelf_audit import cli
 from shelf_data.contract import LABELS
 from shelf_tflite import build, runtime
@@ -29,8 +30,8 @@ def bucket(tmp_path_factory) -> tuple[str, list[str]]:
         model = build.convert(helpers.build_tiny_saved_model(str(root / f"m{i}"), bias_shift=shift), "fp32")
         images, labels = helpers.make_images(3)
         out = runtime.run_tflite(model, images)
-        golden = mb.build_golden(images, labels, out, {"model.tflite": out}, {"model.tflite": 1e-3}, LABELS)
-        manifest = mb.build_manifest(
+        golden = publish.build_golden(images, labels, out, {"model.tflite": out}, {"model.tflite": 1e-3}, LABELS)
+        manifest = publish.build_manifest(
             model_name="shelf_audit",
             default_variant="fp32",
             variants={"fp32": {"file": "model.tflite", "bytes": len(model), "latency_ms": 0.25}},
@@ -40,7 +41,7 @@ def bucket(tmp_path_factory) -> tuple[str, list[str]]:
             image_shape=runtime.input_image_shape(model),
         )
         files = {"model.tflite": model, "labels.txt": b"ok\nmisplaced\ndamaged\n"}
-        result = mb.publish(
+        result = publish.publish(
             str(root / "b"), "shelf_audit", files, manifest, golden, now=T0 + datetime.timedelta(days=i)
         )
         versions.append(result.version)
@@ -86,14 +87,14 @@ def test_rollback_defaults_to_the_previous_version(bucket, tmp_path, capsys):
     path = _copy(bucket[0], tmp_path / "rb")
     versions = bucket[1]
     assert cli.main(["models", "rollback", "--bucket", path, "--reason", "field bug"]) == 0
-    assert mb.read_latest(path, "shelf_audit") == versions[0]
+    assert bucket_versions.read_latest(path, "shelf_audit") == versions[0]
     assert f"{versions[1]} -> {versions[0]}" in capsys.readouterr().out
-    assert mb.read_history(path, "shelf_audit")[-1]["reason"] == "field bug"
+    assert history.read_history(path, "shelf_audit")[-1]["reason"] == "field bug"
     # Nothing older left: a clear error, LATEST untouched.
     assert cli.main(["models", "rollback", "--bucket", path]) == 1
-    assert mb.read_latest(path, "shelf_audit") == versions[0]
+    assert bucket_versions.read_latest(path, "shelf_audit") == versions[0]
     assert cli.main(["models", "rollback", "--bucket", path, versions[1]]) == 0
-    assert mb.read_latest(path, "shelf_audit") == versions[1]
+    assert bucket_versions.read_latest(path, "shelf_audit") == versions[1]
 
 
 def test_empty_bucket(tmp_path, capsys):
@@ -146,7 +147,7 @@ def test_clean_removes_old_leftovers_and_settles_latest(bucket, tmp_path, capsys
     assert cli.main(["models", "clean", "--bucket", path]) == 0
     assert "2 leftover(s) removed; LATEST: " + bucket[1][1] in capsys.readouterr().out
     assert list((root / ".staging").iterdir()) == [] and not (root / "LATEST.tmp-1600000000-deadbeef").exists()
-    assert mb.read_latest(path, "shelf_audit") == bucket[1][1]
+    assert bucket_versions.read_latest(path, "shelf_audit") == bucket[1][1]
 
 
 def test_list_show_and_verify_no_run_do_not_import_tensorflow(bucket):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from components import model_bucket
+from bucket import versions as bucket_versions
 from pipeline import config as config_lib
 from pipeline import pipeline as pipeline_lib
 from shelf_data import synth
@@ -118,7 +118,7 @@ def home(tmp_path_factory) -> Home:
         if name == "new_span":
             synth.generate(str(data), span=2, count=200, seed=22)
         proc, seconds = _cli(*run)
-        versions = model_bucket.list_versions(str(bucket), MODEL)
+        versions = bucket_versions.list_versions(str(bucket), MODEL)
         result.runs[name] = Run(proc, seconds, versions, _expected_digest(config, data, bucket))
         result.run_contexts[name] = _run_contexts(home) if (home / "metadata.sqlite").exists() else 0
     return result
@@ -179,7 +179,7 @@ def test_a_new_span_trains_and_publishes_a_version_listing_it(home):
     assert run.proc.returncode == 0, _explain(run.proc)
     assert "nothing new" not in run.proc.stdout
     [new] = sorted(set(run.versions) - set(first.versions))
-    assert model_bucket.read_latest(str(home.bucket), MODEL) == new
+    assert bucket_versions.read_latest(str(home.bucket), MODEL) == new
     lineage = _manifest(home, new)["lineage"]
     assert lineage["spans"] == [2] and lineage["inputs_digest"] == run.digest != first.digest
     [example] = lineage["examples"]

@@ -16,7 +16,8 @@ from tfx.dsl.components.base import base_executor
 from tfx.proto.orchestration import pipeline_pb2
 from tfx.types import standard_artifacts
 
-from components import model_bucket as mb
+from bucket import layout, publish, versions
+from bucket import verify as bucket_verify
 from components.tflite_pusher import executor as ex
 from components.tflite_pusher import release, verification
 from shelf_data import contract
@@ -161,7 +162,7 @@ def test_published_camera_goldens_replay_and_a_wrong_expectation_is_caught(world
     verified, files, entries, camera = _release(world, tmp_path)
     golden = {**release.golden_files(files, world["data"], "fp16"), **camera}
     bucket = str(tmp_path / "bucket")
-    manifest = mb.build_manifest(
+    manifest = publish.build_manifest(
         model_name="m",
         default_variant="fp16",
         variants=entries,
@@ -170,15 +171,15 @@ def test_published_camera_goldens_replay_and_a_wrong_expectation_is_caught(world
         lineage={},
         image_shape=(128, 128, 1),
     )
-    result = mb.publish(bucket, "m", files, manifest, golden=golden)
-    assert mb.verify_version(bucket, "m").ok
+    result = publish.publish(bucket, "m", files, manifest, golden=golden)
+    assert bucket_verify.verify_version(bucket, "m").ok
     # Tamper with one expected output (and re-record the checksum, as a bad publisher would): replay fails.
     index = json.loads(camera["camera.json"])
     index["samples"][0]["expected"]["model_fp16.tflite"] = [1.0, 0.0, 0.0][::-1]
     golden["camera.json"] = json.dumps(index).encode()
     bucket2 = str(tmp_path / "bucket2")
-    mb.publish(bucket2, "m", files, manifest, golden=golden)
-    problems = mb.verify_version(bucket2, "m").problems
+    publish.publish(bucket2, "m", files, manifest, golden=golden)
+    problems = bucket_verify.verify_version(bucket2, "m").problems
     assert any("model_fp16.tflite: camera golden outputs differ" in p for p in problems), problems
     assert result.version
 
@@ -229,11 +230,11 @@ def test_do_compares_with_live_and_refuses_a_worse_default(world, tmp_path):
     bucket = str(tmp_path / "bucket")
     first = _push(world, bucket, world["model"], "first")
     assert first.get_int_custom_property("pushed") == 1, first.get_string_custom_property("pushed_reason")
-    manifest = mb.read_manifest(bucket, "shelf_audit")
+    manifest = versions.read_manifest(bucket, "shelf_audit")
     assert manifest["live_gate"]["variants"]["fp16"]["status"] == "no_live_model"
     assert "first release" in first.get_string_custom_property("pushed_live_gate")
     assert manifest["preprocessing"]["resize"]["antialias"] is True
-    folder = mb.version_dir(bucket, "shelf_audit", manifest["version"])
+    folder = layout.version_dir(bucket, "shelf_audit", manifest["version"])
     with open(os.path.join(folder, "golden", "camera.json"), encoding="utf-8") as f:
         assert len(json.load(f)["samples"]) == 6
 
@@ -243,12 +244,12 @@ def test_do_compares_with_live_and_refuses_a_worse_default(world, tmp_path):
     assert second.get_int_custom_property("pushed") == 0
     reason = second.get_string_custom_property("pushed_reason")
     assert reason.startswith("default variant fp16 is worse than the live model " + manifest["version"]), reason
-    assert mb.read_latest(bucket, "shelf_audit") == manifest["version"]
+    assert versions.read_latest(bucket, "shelf_audit") == manifest["version"]
 
     # The same model with the live gate off is published (and the manifest says the gate was off).
     third = _push(world, bucket, worse, "worse-off", **{ex.LIVE_GATE_KEY: json.dumps({"enabled": False})})
     assert third.get_int_custom_property("pushed") == 1, third.get_string_custom_property("pushed_reason")
-    latest = mb.read_manifest(bucket, "shelf_audit")
+    latest = versions.read_manifest(bucket, "shelf_audit")
     assert latest["live_gate"]["enabled"] is False and latest["live_gate"]["variants"]["fp16"]["status"] == "disabled"
 
 
@@ -262,6 +263,6 @@ def test_camera_goldens_that_cannot_be_made_do_not_block_the_release(world, tmp_
     bucket = str(tmp_path / "bucket")
     pushed = _push(world, bucket, world["model"], "no-camera")
     assert pushed.get_int_custom_property("pushed") == 1, pushed.get_string_custom_property("pushed_reason")
-    manifest = mb.read_manifest(bucket, "shelf_audit")
+    manifest = versions.read_manifest(bucket, "shelf_audit")
     assert not any(name.startswith("golden/camera") for name in manifest["files"])
     assert "a frame the contract cannot decode" in caplog.text

@@ -8,8 +8,7 @@ from unittest import mock
 import pytest
 from test_tflite_pusher import _run, artifacts, assert_pushed  # noqa: F401 - ``artifacts`` is a fixture
 
-from components import model_bucket as mb
-from components import signing
+from bucket import history, publish, signing, verify, versions
 from components.tflite_pusher import executor as ex
 from shelf_tflite import build
 
@@ -33,10 +32,10 @@ def test_the_pusher_signs_with_the_configured_key_source(artifacts, tmp_path, ke
     pushed = _run(artifacts, bucket, name="signed", **FAST, **{ex.SIGNING_KEY_KEY: f"file:{key_file}"})
     assert_pushed(pushed)
     signer = signing.load_signer(f"file:{key_file}")
-    manifest = mb.read_manifest(bucket, "shelf_audit")
+    manifest = versions.read_manifest(bucket, "shelf_audit")
     assert manifest["signing"]["public_key_fingerprint"] == signing.fingerprint(signer.public_key_raw)
     assert "signed, key sha256:" in pushed.get_string_custom_property("pushed_reason")
-    result = mb.verify_version(bucket, "shelf_audit", run_models=False, public_key=signer.public_key_raw)
+    result = verify.verify_version(bucket, "shelf_audit", run_models=False, public_key=signer.public_key_raw)
     assert result.ok and result.signature.startswith("signature ok (pinned key")
     assert str(key_file) not in json.dumps(manifest)  # not even the key's path
 
@@ -47,7 +46,7 @@ def test_a_bad_key_source_fails_before_converting_and_publishes_nothing(artifact
     with mock.patch.object(build, "convert") as convert, pytest.raises(signing.SigningError, match="is not set"):
         _run(artifacts, bucket, name="badkey", **FAST)
     convert.assert_not_called()
-    assert not (tmp_path / "bucket").exists() or mb.list_versions(bucket, "shelf_audit") == []
+    assert not (tmp_path / "bucket").exists() or versions.list_versions(bucket, "shelf_audit") == []
 
 
 class Killed(BaseException):
@@ -62,17 +61,17 @@ def test_a_rerun_finishes_a_publish_killed_after_its_manifest(artifacts, tmp_pat
         if step == "manifest":
             raise Killed(step)
 
-    with mock.patch.object(mb, "_step", side_effect=kill), pytest.raises(Killed):
+    with mock.patch.object(publish, "_step", side_effect=kill), pytest.raises(Killed):
         _run(artifacts, bucket, name="killed", **FAST)
-    [version] = mb.list_versions(bucket, "shelf_audit")
-    assert mb.read_latest(bucket, "shelf_audit") is None and mb.read_history(bucket, "shelf_audit") == []
+    [version] = versions.list_versions(bucket, "shelf_audit")
+    assert versions.read_latest(bucket, "shelf_audit") is None and history.read_history(bucket, "shelf_audit") == []
     with mock.patch.object(build, "convert") as convert:
         pushed = _run(artifacts, bucket, name="rerun", **FAST)
     convert.assert_not_called()
     assert_pushed(pushed)
     assert pushed.get_string_custom_property("pushed_reason").startswith("finished the interrupted publish")
-    assert mb.read_latest(bucket, "shelf_audit") == version
-    assert [(e["action"], e["version"], e.get("repaired")) for e in mb.read_history(bucket, "shelf_audit")] == [
+    assert versions.read_latest(bucket, "shelf_audit") == version
+    assert [(e["action"], e["version"], e.get("repaired")) for e in history.read_history(bucket, "shelf_audit")] == [
         ("publish", version, True)
     ]
 

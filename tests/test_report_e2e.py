@@ -164,7 +164,7 @@ def _published(report_runs: ReportRuns) -> tuple[Path, dict]:
 def test_published_version_has_the_tasks_variant_the_contract_and_camera_goldens(report_runs):
     import json
 
-    from components import model_bucket
+    from bucket import verify
     from shelf_data.contract import LABELS
 
     version_dir, manifest = _published(report_runs)
@@ -186,7 +186,7 @@ def test_published_version_has_the_tasks_variant_the_contract_and_camera_goldens
             "model_tasks.tflite",
         }
     bucket = version_dir.parents[2]
-    verdict = model_bucket.verify_version(str(bucket), manifest["model_name"], manifest["version"])
+    verdict = verify.verify_version(str(bucket), manifest["model_name"], manifest["version"])
     assert verdict.ok, verdict.problems  # the camera goldens replay
 
 

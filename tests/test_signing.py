@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from components import model_bucket as mb
-from components import signing
+from bucket import publish, signing
 from pipeline import config as config_lib
 from shelf_audit import cli
 
@@ -37,8 +36,8 @@ def keys(tmp_path, capsys) -> tuple[Path, Path]:
     return private, Path(f"{private}.pub")
 
 
-def _publish(bucket: str, signer, tag: str = "m") -> mb.PublishResult:
-    manifest = mb.build_manifest(
+def _publish(bucket: str, signer, tag: str = "m") -> publish.PublishResult:
+    manifest = publish.build_manifest(
         model_name=MODEL,
         default_variant="fp16",
         variants={"fp16": {"file": "model.tflite"}},
@@ -48,7 +47,7 @@ def _publish(bucket: str, signer, tag: str = "m") -> mb.PublishResult:
         image_shape=(8, 8, 1),
     )
     files = {"model.tflite": f"tflite bytes {tag}".encode(), "labels.txt": b"ok\nmisplaced\ndamaged\n"}
-    return mb.publish(bucket, MODEL, files, manifest, signer=signer, extra_files={"report.html": b"<html></html>"})
+    return publish.publish(bucket, MODEL, files, manifest, signer=signer, extra_files={"report.html": b"<html></html>"})
 
 
 def _verify(bucket: str, *extra: str) -> int:

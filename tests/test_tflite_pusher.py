@@ -15,11 +15,12 @@ from tfx.dsl.components.base import base_executor
 from tfx.proto.orchestration import pipeline_pb2
 from tfx.types import channel_utils, standard_artifacts
 
-from components import model_bucket as mb
+from bucket import verify as bucket_verify
+from bucket import versions
 from components.tflite_pusher import TFLitePusher
 from components.tflite_pusher import executor as ex
 from shelf_tflite import build
-from shelf_tflite import verify as verify_lib
+from shelf_tflite import verify as tflite_verify
 
 pytestmark = pytest.mark.component
 
@@ -125,8 +126,8 @@ def test_blessed_model_is_published_with_a_valid_manifest(artifacts, tmp_path):
     pushed = _run(artifacts, bucket)
     assert_pushed(pushed)
     version = pushed.get_string_custom_property("pushed_version")
-    assert mb.read_latest(bucket, "shelf_audit") == version
-    manifest = mb.read_manifest(bucket, "shelf_audit")
+    assert versions.read_latest(bucket, "shelf_audit") == version
+    manifest = versions.read_manifest(bucket, "shelf_audit")
     assert manifest["default_variant"] == "fp16" and set(manifest["variants"]) == {"fp16", "int8"}
     assert set(manifest["files"]) >= {"model.tflite", "model_fp16.tflite", "model_int8.tflite", "labels.txt"}
     assert manifest["files"]["model.tflite"]["sha256"] == manifest["variants"]["fp16"]["sha256"]
@@ -155,7 +156,7 @@ def test_blessed_model_is_published_with_a_valid_manifest(artifacts, tmp_path):
     assert pushed.get_string_custom_property("pushed_variant") == "fp16"
     assert pushed.get_int_custom_property("pushed_bytes") == manifest["variants"]["fp16"]["bytes"]
     assert os.path.exists(os.path.join(pushed.uri, "manifest.json"))
-    assert mb.verify_version(bucket, "shelf_audit").ok
+    assert bucket_verify.verify_version(bucket, "shelf_audit").ok
 
 
 def test_not_blessed_converts_and_writes_nothing(artifacts, tmp_path):
@@ -175,23 +176,23 @@ def test_default_variant_failing_drift_publishes_nothing(artifacts, tmp_path):
     assert_not_pushed(pushed)
     reason = pushed.get_string_custom_property("pushed_reason")
     assert reason.startswith("default variant fp16 failed verification: drift: damaged recall")
-    assert mb.list_versions(bucket, "shelf_audit") == [] and mb.read_latest(bucket, "shelf_audit") is None
+    assert versions.list_versions(bucket, "shelf_audit") == [] and versions.read_latest(bucket, "shelf_audit") is None
 
 
 def test_failing_non_default_variant_is_recorded_not_shipped(artifacts, tmp_path):
     bucket = str(tmp_path / "bucket")
-    failed = verify_lib.VariantReport(
+    failed = tflite_verify.VariantReport(
         **{**_fake_report_fields(), "variant": "int8", "passed": False, "reasons": ("size: x",)}
     )
-    real_verify = verify_lib.verify_variant
+    real_verify = tflite_verify.verify_variant
 
     def verify(model_bytes, variant, **kwargs):
         return failed if variant == "int8" else real_verify(model_bytes, variant, **kwargs)
 
-    with mock.patch.object(verify_lib, "verify_variant", side_effect=verify):
+    with mock.patch.object(tflite_verify, "verify_variant", side_effect=verify):
         pushed = _run(artifacts, bucket, name="int8-fails", with_evaluation=False)
     assert_pushed(pushed)
-    manifest = mb.read_manifest(bucket, "shelf_audit")
+    manifest = versions.read_manifest(bucket, "shelf_audit")
     assert manifest["variants"]["int8"]["file"] is None and manifest["variants"]["int8"]["reasons"] == ["size: x"]
     assert "model_int8.tflite" not in manifest["files"]
     assert manifest["gate_metrics"]["note"] == "no model_evaluation input"
@@ -229,7 +230,7 @@ def test_repush_of_the_same_model_is_a_noop(artifacts):
     assert_pushed(second)
     assert second.get_string_custom_property("pushed_version") == first.get_string_custom_property("pushed_version")
     assert "already published" in second.get_string_custom_property("pushed_reason")
-    assert len(mb.list_versions(bucket, "shelf_audit")) == 1
+    assert len(versions.list_versions(bucket, "shelf_audit")) == 1
 
 
 def test_component_validates_arguments_at_construction():

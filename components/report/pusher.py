@@ -4,7 +4,7 @@ Failure policy: the model gate has already passed when the pusher gets here,
 so a report that cannot be built must not stop the publish. The error is
 logged loudly (ERROR, with the traceback) and the version is published
 without ``report.html``; the manifest then lists no report file. The report is
-built in memory before ``model_bucket.publish`` runs, so a failure can never
+built in memory before ``bucket.publish.publish`` runs, so a failure can never
 leave a half-written version.
 """
 
@@ -31,7 +31,7 @@ def report_files(
     model_dir: str | None = None,
     model: Any = None,
 ) -> dict[str, bytes]:
-    """``{"report.html": bytes}`` for ``model_bucket.publish(extra_files=...)``, or ``{}`` when it failed (logged).
+    """``{"report.html": bytes}`` for ``bucket.publish.publish(extra_files=...)``, or ``{}`` when it failed (logged).
 
     Args:
         input_dict: the pusher's inputs: ``model``, ``model_blessing``, ``model_evaluation``,

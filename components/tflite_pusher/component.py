@@ -19,7 +19,7 @@ from tfx.orchestration import data_types
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components import signing
+from bucket import signing
 from components.tflite_pusher import executor
 from components.tflite_pusher.live_gate import LiveGateConfig
 from shelf_tflite import variants as push_defaults
@@ -149,7 +149,7 @@ class TFLitePusher(base_component.BaseComponent):
             split_settings: ``{"buckets": {split: n}, "partition_feature": str, "seed": int}`` for the
                 manifest's ``splits`` block (with ``statistics``).
             signing_key: where the manifest signing key comes from (``file:/path``, ``env:VAR`` or
-                ``gcpkms://...``; :mod:`components.signing`); empty: unsigned unless
+                ``gcpkms://...``; :mod:`bucket.signing`); empty: unsigned unless
                 ``SHELF_AUDIT_SIGNING_KEY`` is set where the executor runs.
             live_gate: thresholds of the comparison with the model live at ``LATEST``
                 (``enabled``, ``max_recall_drop``, ``max_regressions``; :class:`live_gate.LiveGateConfig`);

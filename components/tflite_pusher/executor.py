@@ -10,7 +10,7 @@ the steps; each lives in a tested module of its own:
    live at ``LATEST`` (per-class recall, photos the live model gets right and
    the candidate wrong), with the config's thresholds;
 3. :mod:`components.tflite_pusher.release`: files, golden samples, camera
-   goldens, manifest, lineage; :mod:`components.model_bucket` publishes them
+   goldens, manifest, lineage; :mod:`bucket.publish` publishes them
    atomically. The gate's metrics come from the one TFMA reader
    (:mod:`components.report.tfma_reader`), which the run summary also uses.
 
@@ -36,7 +36,8 @@ from tfx import types
 from tfx.components.pusher import executor as pusher_executor
 from tfx.types import artifact_utils, standard_component_specs
 
-from components import model_bucket, signing
+from bucket import layout, publish, signing, versions
+from bucket.live import find_live_model
 from components.report import pusher as run_report
 from components.report.tfma_reader import EvaluationView, load_evaluation
 from components.tflite_pusher import live_gate, release, verification
@@ -223,7 +224,7 @@ class Executor(pusher_executor.Executor):
         )
         # The HTML run report goes in the version; built in memory first, {} when it failed (logged loudly).
         extra_files = run_report.report_files(input_dict, manifest, model_dir=model_path, model=saved_model)
-        result = model_bucket.publish(
+        result = publish.publish(
             config.bucket,
             config.model_name,
             files,
@@ -233,7 +234,7 @@ class Executor(pusher_executor.Executor):
             signer=signer,
             extra_files=extra_files,
         )
-        published = model_bucket.read_manifest(config.bucket, config.model_name, result.version)
+        published = versions.read_manifest(config.bucket, config.model_name, result.version)
         self._pushed(model_push, config, published, result.message, extra_files)
 
     # -- steps -----------------------------------------------------------
@@ -244,11 +245,11 @@ class Executor(pusher_executor.Executor):
         A publish that was killed after its manifest landed is finished (event recorded,
         LATEST settled from the history), so a deliberate rollback survives re-runs.
         """
-        existing = model_bucket.find_version_by_fingerprint(config.bucket, config.model_name, fingerprint)
+        existing = versions.find_version_by_fingerprint(config.bucket, config.model_name, fingerprint)
         if existing is None:
             return False
-        manifest = model_bucket.read_manifest(config.bucket, config.model_name, existing)
-        finished = model_bucket.finish_interrupted(config.bucket, config.model_name, existing)
+        manifest = versions.read_manifest(config.bucket, config.model_name, existing)
+        finished = publish.finish_interrupted(config.bucket, config.model_name, existing)
         reason = (
             finished
             if finished.startswith("finished")
@@ -268,9 +269,7 @@ class Executor(pusher_executor.Executor):
             if not report.passed:
                 continue
             live, why = (
-                live_gate.find_live_model(config.bucket, config.model_name, variant)
-                if config.live_gate.enabled
-                else (None, "")
+                find_live_model(config.bucket, config.model_name, variant) if config.live_gate.enabled else (None, "")
             )
             result = live_gate.gate_variant(
                 verified.blobs[variant],
@@ -344,12 +343,12 @@ class Executor(pusher_executor.Executor):
         extra_files: dict[str, bytes] | None = None,
     ) -> None:
         version = manifest["version"]
-        destination = model_bucket.version_dir(config.bucket, config.model_name, version)
+        destination = layout.version_dir(config.bucket, config.model_name, version)
         default = manifest["variants"][manifest["default_variant"]]
         self._MarkPushed(model_push, pushed_destination=destination, pushed_version=version)
         model_push.set_string_custom_property("pushed_reason", reason)
         model_push.set_string_custom_property("pushed_variant", manifest["default_variant"])
-        model_push.set_string_custom_property("pushed_model_file", f"{destination}/{model_bucket.MODEL_FILE}")
+        model_push.set_string_custom_property("pushed_model_file", f"{destination}/{layout.MODEL_FILE}")
         model_push.set_int_custom_property("pushed_bytes", int(default["bytes"]))
         model_push.set_float_custom_property("pushed_latency_ms", float(default["latency_ms"]))
         live = ((manifest.get("live_gate") or {}).get("variants") or {}).get(manifest["default_variant"]) or {}
@@ -357,7 +356,7 @@ class Executor(pusher_executor.Executor):
             model_push.set_string_custom_property("pushed_live_gate", live["summary"])
         # A copy of the manifest with the artifact, for the run summary and lineage.
         tf.io.gfile.makedirs(model_push.uri)
-        with tf.io.gfile.GFile(os.path.join(model_push.uri, model_bucket.MANIFEST_FILE), "w") as f:
+        with tf.io.gfile.GFile(os.path.join(model_push.uri, layout.MANIFEST_FILE), "w") as f:
             f.write(json.dumps(manifest, indent=2, sort_keys=True))
         # And of the published report, so that the end of the run need not build it a second time.
         for name, data in (extra_files or {}).items():

@@ -1,7 +1,7 @@
 """Pusher step 3: assemble the release: files, golden samples, camera goldens, manifest, lineage.
 
 Everything here is built in memory from what the earlier steps measured; only
-:func:`components.model_bucket.publish` writes, atomically. What a version holds:
+:func:`bucket.publish.publish` writes, atomically. What a version holds:
 
 * ``model.tflite`` (the default variant), ``model_<variant>.tflite`` for every
   variant that passed, ``labels.txt``;
@@ -29,7 +29,8 @@ import tensorflow as tf
 from tfx import types
 from tfx.types import artifact_utils
 
-from components import model_bucket, split_stats
+from bucket import layout, publish
+from components import split_stats
 from components.report import examples as report_examples
 from components.tflite_pusher.verification import EvalData, Verified
 from shelf_data import bad_records, contract, drift_report, splits
@@ -39,7 +40,7 @@ from shelf_tflite.verify import VerifyConfig
 
 log = logging.getLogger(__name__)
 
-CAMERA_DIR, CAMERA_INDEX = model_bucket.GOLDEN_CAMERA_DIR, model_bucket.GOLDEN_CAMERA_INDEX  # under golden/
+CAMERA_DIR, CAMERA_INDEX = layout.GOLDEN_CAMERA_DIR, layout.GOLDEN_CAMERA_INDEX  # under golden/
 # Replay tolerance on probabilities for a model file of each variant (same inputs, another interpreter build).
 INT8_TOLERANCE, FLOAT_TOLERANCE = 0.02, 1e-3
 
@@ -188,7 +189,7 @@ def variant_file_name(variant: str) -> str:
 
 def variant_of(file_name: str, default_variant: str) -> str:
     """The variant a model file of the version holds (``model.tflite`` is the default variant)."""
-    if file_name == model_bucket.MODEL_FILE:
+    if file_name == layout.MODEL_FILE:
         return default_variant
     return file_name[len("model_") : -len(".tflite")]
 
@@ -206,7 +207,7 @@ def model_files(
     ``passed`` is False only when it was compared and failed); a rejected
     variant is recorded with its reasons, not shipped.
     """
-    files: dict[str, bytes] = {model_bucket.MODEL_FILE: verified.blobs[default_variant]}
+    files: dict[str, bytes] = {layout.MODEL_FILE: verified.blobs[default_variant]}
     entries: dict[str, dict[str, Any]] = {}
     for variant, report in verified.reports.items():
         entry = report.to_dict()
@@ -229,7 +230,7 @@ def model_files(
             files[name] = verified.blobs[variant]
         else:
             log.warning("variant %s not published: %s", variant, "; ".join(entry.get("reasons") or []))
-    files[model_bucket.LABELS_FILE] = ("\n".join(labels) + "\n").encode("utf-8")
+    files[layout.LABELS_FILE] = ("\n".join(labels) + "\n").encode("utf-8")
     return files, entries
 
 
@@ -254,7 +255,7 @@ def golden_files(files: Mapping[str, bytes], data: EvalData, default_variant: st
     """``golden/``: the golden eval images as raw pixels, each model file's outputs on them."""
     models = _model_files(files)
     expected = {name: runtime.run_tflite(blob, data.golden_images) for name, blob in models.items()}
-    return model_bucket.build_golden(
+    return publish.build_golden(
         data.golden_images,
         data.golden_labels,
         data.golden_reference,
@@ -303,7 +304,7 @@ def camera_goldens(
     if not examples or per_class <= 0:
         return {}
     frames = pick_camera_frames(examples[-1].uri, per_class)
-    image_size = runtime.input_image_shape(files[model_bucket.MODEL_FILE])[0]
+    image_size = runtime.input_image_shape(files[layout.MODEL_FILE])[0]
     return camera_golden_files(frames, model, files, default_variant, image_size)
 
 
@@ -399,13 +400,13 @@ def manifest(
     data_quality: Mapping[str, Any] | None,
     labels: Sequence[str] = contract.LABELS,
 ) -> dict[str, Any]:
-    """The version's ``manifest.json`` before publishing (:func:`components.model_bucket.publish` adds the rest).
+    """The version's ``manifest.json`` before publishing (:func:`bucket.publish.publish` adds the rest).
 
-    Beside :func:`components.model_bucket.build_manifest`'s fields: the preprocessing contract
+    Beside :func:`bucket.publish.build_manifest`'s fields: the preprocessing contract
     (for the default variant's image size), the verification settings, the comparison with the
     live model, SpanDrift's report, the splits and the photos ExampleGen dropped.
     """
-    return model_bucket.build_manifest(
+    return publish.build_manifest(
         model_name=model_name,
         default_variant=default_variant,
         variants=variants,
