@@ -1,4 +1,4 @@
-"""Find a run's artifacts in a home's ML Metadata, as :class:`components.report.build.ReportInputs`.
+"""Find a run's artifacts in a home's ML Metadata, as :class:`report.build.ReportInputs`.
 
 ``shelf-audit report`` and the end of ``shelf-audit run`` use it. Without a
 config the home's SQLite store is read (``<home>/metadata.sqlite``) and the
@@ -13,9 +13,9 @@ import json
 import os
 from typing import Any
 
-from components.report.build import REPORT_FILE, ReportInputs
 from pipeline.lineage import custom_property
 from pipeline.metadata_store import PIPELINE_RUN_CONTEXT, run_pipeline_root
+from report.build import REPORT_FILE, ReportInputs
 
 MANIFEST_FILE = "manifest.json"
 
@@ -158,7 +158,7 @@ def write_run_report(summary: Any, home: str, pipeline_name: str) -> str:
         RunNotFound: the run has no Evaluator output (it stopped before the gate).
         Exception: whatever reading the artifacts raised; ``shelf-audit run`` logs it as a warning.
     """
-    from components.report.build import write_report
+    from report.build import write_report
 
     out_path = report_path(home, summary.run_id)
     published = _published_report(summary.stages)

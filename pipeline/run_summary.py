@@ -19,9 +19,9 @@ from tfx.orchestration import metadata
 
 from components import split_stats
 from components.example_gen import SPANS_PROPERTY
-from components.report.tfma_reader import GateRow, load_evaluation
 from pipeline.lineage import custom_property
 from pipeline.metadata_store import PIPELINE_RUN_CONTEXT, run_pipeline_root
+from report.tfma_reader import GateRow, load_evaluation
 from shelf_data import bad_records
 from shelf_data.drift_report import DriftReport, read_report
 from shelf_data.spans import format_spans
@@ -170,7 +170,7 @@ def read_gate(
 ) -> tuple[list[GateRow], list[tuple[str, float, float]], list[str]]:
     """Gate rows on the overall slice, the worst slices by weighted recall, and validation failures.
 
-    Read with the report's TFMA reader (:mod:`components.report.tfma_reader`), without the plots;
+    Read with the report's TFMA reader (:mod:`report.tfma_reader`), without the plots;
     ``eval_config`` (the gate's) names the thresholds, else the one TFMA saved with its output.
     """
     view = load_evaluation(evaluation_uri, plots=False, eval_config=eval_config)

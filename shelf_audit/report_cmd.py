@@ -48,9 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _side(name: str, args: argparse.Namespace):
     """Resolve one side of ``--compare``: a run of the home, else a version of the bucket."""
     from bucket import versions
-    from components.report.build import CompareSide
-    from components.report.tfma_reader import load_evaluation
     from pipeline.report_inputs import RunNotFound, find_run
+    from report.build import CompareSide
+    from report.tfma_reader import load_evaluation
 
     run_error = None
     try:
@@ -83,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
     if not getattr(args, "verbose", False):  # TFX and Beam log dozens of INFO lines on import
         for name in ("apache_beam", "absl"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    from components.report import build
     from pipeline.report_inputs import RunNotFound, find_run, report_path
+    from report import build
 
     try:
         if args.compare:

@@ -45,7 +45,7 @@ def test_reads_tfma_only_through_the_report_reader(notebook):
     source = "\n".join(c.source for c in _code(notebook))
     for cell in _code(notebook):
         ast.parse(cell.source)  # every cell is valid Python
-    assert "from components.report.tfma_reader import" in source and "load_evaluation(" in source
+    assert "from report.tfma_reader import" in source and "load_evaluation(" in source
     assert "from pipeline.report_inputs import find_run" in source and "find_run(home, run)" in source
     assert "plots.confusion_heatmap(" in source and "plots.slice_recall_plot(" in source
     # One reader of TFMA output: no second copy of the parsing in the notebook.

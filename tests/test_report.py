@@ -23,10 +23,10 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_model_analysis.proto import metrics_for_slice_pb2, validation_result_pb2
 
-from components.report import build, plots, pusher
-from components.report.tfma_reader import EvaluationView, load_evaluation
 from pipeline import report_inputs
 from pipeline.run_summary import Stage
+from report import build, plots, pusher
+from report.tfma_reader import EvaluationView, load_evaluation
 from shelf_data.contract import LABELS
 
 pytestmark = pytest.mark.unit
@@ -579,7 +579,7 @@ def _lane_model(folder) -> str:
 
 
 def test_gallery_shows_mistakes_from_the_preferred_slices_first(tmp_path, make_image):
-    from components.report import examples
+    from report import examples
 
     examples_uri = _tiny_examples(tmp_path / "examples", make_image("RGB", (96, 80), fmt="PNG"))
     model_uri = _lane_model(tmp_path / "model")
@@ -605,7 +605,7 @@ def test_gallery_shows_mistakes_from_the_preferred_slices_first(tmp_path, make_i
 
 
 def test_counts_by_split_class_device_lighting_and_lane_including_missing_values(tmp_path, make_image):
-    from components.report import examples
+    from report import examples
     from shelf_data.contract import PhotoRecord, make_example
 
     folder = tmp_path / "examples"

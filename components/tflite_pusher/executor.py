@@ -12,7 +12,7 @@ the steps; each lives in a tested module of its own:
 3. :mod:`components.tflite_pusher.release`: files, golden samples, camera
    goldens, manifest, lineage; :mod:`bucket.publish` publishes them
    atomically. The gate's metrics come from the one TFMA reader
-   (:mod:`components.report.tfma_reader`), which the run summary also uses.
+   (:mod:`report.tfma_reader`), which the run summary also uses.
 
 Results on the ``pushed_model`` artifact: ``pushed`` (1/0),
 ``pushed_destination`` (the version folder), ``pushed_version``, and for the
@@ -38,9 +38,9 @@ from tfx.types import artifact_utils, standard_component_specs
 
 from bucket import layout, publish, signing, versions
 from bucket.live import find_live_model
-from components.report import pusher as run_report
-from components.report.tfma_reader import EvaluationView, load_evaluation
 from components.tflite_pusher import live_gate, release, verification
+from report import pusher as run_report
+from report.tfma_reader import EvaluationView, load_evaluation
 from shelf_data.contract import LABELS
 from shelf_tflite import convert, runtime
 from shelf_tflite import variants as push_defaults

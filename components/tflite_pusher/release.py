@@ -31,8 +31,8 @@ from tfx.types import artifact_utils
 
 from bucket import layout, publish
 from components import split_stats
-from components.report import examples as report_examples
 from components.tflite_pusher.verification import EvalData, Verified
+from report import examples as report_examples
 from shelf_data import bad_records, contract, drift_report, splits
 from shelf_model import preprocessing
 from shelf_tflite import convert, runtime

@@ -60,7 +60,7 @@ def slice_recall_plot(
 ) -> Figure:
     """Recall per value of ``feature`` with its 95% interval as error bars; baseline beside the candidate.
 
-    ``table`` is :meth:`components.report.tfma_reader.EvaluationView.slice_table`. Slices with
+    ``table`` is :meth:`report.tfma_reader.EvaluationView.slice_table`. Slices with
     fewer than ``small_slice`` photos are drawn hollow and their label says ``small``. A feature
     with more than ``max_values`` values shows the ``max_values`` with the lowest candidate recall.
     """

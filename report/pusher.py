@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from components.report.build import REPORT_FILE, ReportInputs, build_html
+from report.build import REPORT_FILE, ReportInputs, build_html
 
 log = logging.getLogger(__name__)
 

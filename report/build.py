@@ -26,8 +26,8 @@ from typing import Any
 
 import pandas as pd
 
-from components.report import plots
-from components.report.tfma_reader import BASELINE, CANDIDATE, OVERALL, EvaluationView, load_evaluation
+from report import plots
+from report.tfma_reader import BASELINE, CANDIDATE, OVERALL, EvaluationView, load_evaluation
 
 log = logging.getLogger(__name__)
 
@@ -378,7 +378,7 @@ def _worst_slices(table: pd.DataFrame, small: int, count: int = 5) -> list[tuple
 def _gallery_section(inputs: ReportInputs, table: pd.DataFrame) -> str:
     if not inputs.model_uri or not inputs.examples_uri:
         return "<p>No gallery: the run's model or examples are unknown.</p>"
-    from components.report import examples
+    from report import examples
 
     worst = _worst_slices(table, inputs.small_slice)
     photos, wrong, read = examples.misclassified(
@@ -412,7 +412,7 @@ def _data_section(inputs: ReportInputs, labels: Sequence[str]) -> str:
     if inputs.examples_uri:
 
         def counts() -> str:
-            from components.report import examples
+            from report import examples
 
             found = examples.count_examples(inputs.examples_uri)
             spans = ", ".join(str(s) for s in inputs.spans or []) or "?"
@@ -434,7 +434,7 @@ def _data_section(inputs: ReportInputs, labels: Sequence[str]) -> str:
     def anomalies() -> str:
         if not inputs.anomalies_uri:
             return "<h3>anomalies</h3><p>No ExampleValidator output for this run.</p>"
-        from components.report import examples
+        from report import examples
 
         found = examples.read_anomalies(inputs.anomalies_uri)
         rows = [[_e(split), "<br>".join(_e(x) for x in lines) or "none"] for split, lines in found.items()]
