@@ -104,7 +104,7 @@ def check(anomaly_text: list[str], report: dict | None, min_class_count: int, re
     problems = []
     if anomaly_text:
         problems += [
-            "the examples break the data contract (shelf_data/schema.pbtxt):",
+            "the examples break the data contract (schemas/schema.pbtxt):",
             *(f"  {line}" for line in anomaly_text),
         ]
     if report is not None:

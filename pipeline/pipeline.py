@@ -24,6 +24,7 @@ from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import channel, standard_artifacts
 from tfx.utils import proto_utils
 
+import schemas
 import shelf_data
 import shelf_model
 from components.data_gate import DataGate
@@ -43,7 +44,7 @@ log = logging.getLogger("shelf_audit.pipeline")
 
 PREPROCESSING_FN = "shelf_model.preprocessing.preprocessing_fn"
 RUN_FN = "shelf_model.trainer.run_fn"
-SCHEMA_PACKAGE, SCHEMA_NAME = "shelf_data", "schema.pbtxt"
+SCHEMA_PACKAGE, SCHEMA_NAME = schemas.__name__, schemas.SCHEMA_FILE
 # ImportExampleGen's one input split; the inputs digest fingerprints the spans through the same pattern.
 SPLIT_NAME, SPLIT_PATTERN = "single_split", "span-{SPAN}/*.tfrecord*"
 
@@ -57,7 +58,7 @@ def code_fingerprint() -> str:
     digest = hashlib.sha256()
     model_dir = Path(shelf_model.__file__).parent
     data_dir = Path(shelf_data.__file__).parent
-    files = sorted(model_dir.glob("*.py")) + [data_dir / "contract.py", data_dir / SCHEMA_NAME]
+    files = sorted(model_dir.glob("*.py")) + [data_dir / "contract.py", schemas.SCHEMA_PATH]
     for path in files:
         digest.update(f"{path.parent.name}/{path.name}".encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
@@ -195,7 +196,7 @@ def create_pipeline(
       pipeline_root: where TFX writes artifacts.
       inputs: data root, span selection, bucket and epochs (values or runtime parameters).
       metadata_connection_config: ML Metadata store (None on Kubeflow).
-      schema_file: the curated schema (default: the one shipped in ``shelf_data``).
+      schema_file: the curated schema (default: the one shipped in ``schemas``).
       source_revision: code revision recorded in the bucket manifest's lineage.
     """
     d, t, g, p = config.data, config.training, config.gate, config.push

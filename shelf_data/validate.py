@@ -18,9 +18,11 @@ from pathlib import Path
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
-# The curated schema ships inside this package (package data), so an installed
-# wheel, a container image and a checkout all read the same file.
-DEFAULT_SCHEMA_PATH = Path(__file__).resolve().parent / "schema.pbtxt"
+from schemas import SCHEMA_PATH
+
+# The curated schema ships inside the schemas package (package data), so an
+# installed wheel, a container image and a checkout all read the same file.
+DEFAULT_SCHEMA_PATH = SCHEMA_PATH
 
 TRAINING = "TRAINING"
 SERVING = "SERVING"
@@ -31,7 +33,7 @@ def load_schema(path: str | os.PathLike[str] | None = None) -> schema_pb2.Schema
 
     Args:
         path: the ``.pbtxt`` file; ``None`` loads the repository's
-            ``shelf_data/schema.pbtxt``.
+            ``schemas/schema.pbtxt``.
 
     Returns:
         The parsed schema.

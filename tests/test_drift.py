@@ -17,7 +17,7 @@ from shelf_data.drift_report import Check, DriftReport
 
 pytestmark = pytest.mark.unit
 
-SCHEMA = "shelf_data/schema.pbtxt"
+SCHEMA = "schemas/schema.pbtxt"
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ def data(tmp_path_factory) -> Path:
     write_span(root, 3, SHIFTED)
     schema_dir = root.parent / "schema"  # a Schema artifact: one schema.pbtxt
     schema_dir.mkdir()
-    (schema_dir / "schema.pbtxt").write_text(Path("shelf_data/schema.pbtxt").read_text())
+    (schema_dir / "schema.pbtxt").write_text(Path("schemas/schema.pbtxt").read_text())
     return root
 
 

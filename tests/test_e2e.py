@@ -165,7 +165,7 @@ def test_bad_data_stops_the_run_before_transform(tmp_path):
         writer.write_all(bad)
     proc = _run(tmp_path, 0.0)
     assert proc.returncode == 1, _explain(proc)
-    assert "label" in proc.stderr and "shelf_data/schema.pbtxt" in proc.stderr, _explain(proc)
+    assert "label" in proc.stderr and "schemas/schema.pbtxt" in proc.stderr, _explain(proc)
     summary = _summary(tmp_path)
     assert summary.stage("Transform") is None and summary.stage("Trainer") is None
     assert not (tmp_path / "home" / "bucket").exists() or not bucket_versions.list_versions(

@@ -80,7 +80,7 @@ def test_nothing_of_the_compiling_machine_is_in_the_spec(compiled):
     for local in {str(REPO), os.path.expanduser("~"), os.getcwd()}:
         assert local not in text, f"{local} leaked into the spec"
     schema = compiled[0]["root"]["dag"]["tasks"]["ImportSchemaGen"]["inputs"]["parameters"]["schema_file"]
-    assert schema["runtimeValue"]["constant"].startswith("package://shelf_data/schema.pbtxt#sha256=")
+    assert schema["runtimeValue"]["constant"].startswith("package://schemas/schema.pbtxt#sha256=")
 
 
 def test_every_task_runs_the_project_image_with_its_pod_size(compiled):
@@ -145,7 +145,7 @@ def test_compile_writes_json_when_asked(tmp_path):
 
 
 def test_packaged_schema_resolves_to_the_installed_file_and_checks_its_digest():
-    uri = schema_importer.package_schema_uri("shelf_data", "schema.pbtxt")
+    uri = schema_importer.package_schema_uri("schemas", "schema.pbtxt")
     path = schema_importer.resolve_schema_uri(uri)
     assert Path(path).name == "schema.pbtxt" and Path(path).is_file()
     stale = uri.split("#sha256=")[0] + "#sha256=" + "0" * 64
