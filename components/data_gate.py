@@ -10,7 +10,7 @@ run fails with a readable list. The gate stops the run when
   or of a split's photos beyond a margin for chance
   (:func:`shelf_data.bad_records.over_limit`); dropped photos are those whose
   image does not decode or is under 64x64 (ExampleGen's Beam step drops them
-  and lists them in ``bad_records.json``, see :mod:`components.record_check`):
+  and lists them in ``bad_records.json``, see :mod:`components.example_gen.record_check`):
   the error gives the counts per split and reason and the first records, by
   input file and record index;
 * a class has fewer than ``data.min_class_count`` photos in ``train`` or in

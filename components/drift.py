@@ -44,7 +44,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 
-from components import example_gen
+from components.example_gen import window
 from shelf_data import contract
 from shelf_data import spans as spans_lib
 from shelf_data.drift_report import Check, DriftReport, write_report
@@ -261,7 +261,7 @@ def previous_span(present: Sequence[int], current: int) -> int | None:
 def span_pattern(input_base: str, split_pattern: str, span: int) -> str:
     """The full file pattern of one span, resolved by TFX's input processor (``{VERSION}`` too)."""
     one = spans_lib.SpanSelection(spans_lib.RANGE, first=span, last=span)
-    resolution = example_gen.resolve(input_base, example_gen.input_config(split_pattern), one)
+    resolution = window.resolve(input_base, window.input_config(split_pattern), one)
     return os.path.join(input_base, resolution.patterns[0])
 
 
@@ -285,7 +285,7 @@ def check_drift(
         pipeline: the Beam pipeline for TFDV's statistics (unused when there is no previous span).
         out_dir: where both spans' statistics are written.
     """
-    present = example_gen.spans_present(input_base, example_gen.input_config(split_pattern).splits[0])
+    present = window.spans_present(input_base, window.input_config(split_pattern).splits[0])
     previous = previous_span(present, current)
     if previous is None:
         note = f"no span before {current} under {input_base} (spans present: {spans_lib.format_spans(present)})"
@@ -317,7 +317,7 @@ def SpanDrift(  # noqa: N802
 ) -> None:
     """Compare the newest span of ``examples`` with the span before it; raise SpanDriftError if asked to."""
     config = Settings.from_json(settings)
-    read = example_gen.examples_spans(examples)
+    read = window.examples_spans(examples)
     if not read:
         raise ValueError(f"the Examples artifact {examples.uri} has no span property: cannot tell the newest span")
     curated = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(schema.uri))

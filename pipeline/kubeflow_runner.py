@@ -17,7 +17,7 @@ from typing import Any
 from tfx import v1 as tfx
 from tfx.orchestration import data_types
 
-from components import example_gen_driver
+from components.example_gen import driver as example_gen_driver
 from pipeline import config as config_lib
 from pipeline.pipeline import RunInputs, create_pipeline, range_config_json
 
@@ -99,7 +99,7 @@ def compile_spec(
 
 
 def use_span_window_driver(spec: dict[str, Any]) -> dict[str, Any]:
-    """Point ExampleGen's ``preCacheCheck`` at :mod:`components.example_gen_driver` (same flags); returns ``spec``.
+    """Point ExampleGen's ``preCacheCheck`` at :mod:`components.example_gen.driver` (same flags); returns ``spec``.
 
     TFX's driver resolves one span only; ours resolves the ``range_config`` runtime
     parameter (latest, last K, a range) to the spans present, then runs TFX's.

@@ -29,7 +29,8 @@ import shelf_data
 import shelf_model
 from components.data_gate import DataGate
 from components.drift import SpanDrift
-from components.example_gen import SpanWindowExampleGen, resolve_range_config_json
+from components.example_gen.component import SpanWindowExampleGen
+from components.example_gen.window import resolve_range_config_json
 from components.schema_importer import CuratedSchemaGen, package_schema_uri
 from components.tflite_pusher import TFLitePusher
 from components.trainer import Trainer

@@ -18,7 +18,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
 from components import split_stats
-from components.example_gen import SPANS_PROPERTY
+from components.example_gen.window import SPANS_PROPERTY
 from pipeline.lineage import custom_property
 from pipeline.metadata_store import PIPELINE_RUN_CONTEXT, run_pipeline_root
 from report.tfma_reader import GateRow, load_evaluation

@@ -149,11 +149,11 @@ def nothing_new(config: config_lib.PipelineConfig, home: str) -> str | None:
 
 def span_problem(config: config_lib.PipelineConfig, data_root: str) -> str:
     """Why the run's span selection cannot be read under ``data_root`` (no span, an empty span folder), or ""."""
-    from components import example_gen
+    from components.example_gen import window
     from shelf_data import spans as spans_lib
 
     try:
-        example_gen.resolve(data_root, example_gen.input_config(), spans_lib.parse(config.data.spans))
+        window.resolve(data_root, window.input_config(), spans_lib.parse(config.data.spans))
     except ValueError as e:
         return f"cannot read the spans ({config.data.spans}): {e}"
     return ""
@@ -180,7 +180,7 @@ def stage_error_text(error: BaseException) -> str:
     """A failed stage's message for the log: ours first, without the Beam/TFX wrapping around it.
 
     Beam re-raises a DoFn's error with the worker traceback and the step name appended; a corrupt input
-    file's error (:class:`components.record_check.CorruptRecordFileError`) is then cut out of that text.
+    file's error (:class:`components.example_gen.record_check.CorruptRecordFileError`) is then cut out of that text.
     """
     text = str(error)
     marker = "CorruptRecordFileError: "

@@ -1,6 +1,6 @@
 """The bad-record file ExampleGen writes: which photos were dropped, why, and how many per split.
 
-ExampleGen's Beam step (:mod:`components.example_gen`) drops records whose
+ExampleGen's Beam step (:mod:`components.example_gen.record_check`) drops records whose
 image does not decode or is smaller than the contract's minimum, and writes
 ``<examples artifact uri>/bad_records.json``::
 

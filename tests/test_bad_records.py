@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from span_helpers import gray_jpeg
 
-from components import data_gate, example_gen, record_check
+from components import data_gate
+from components.example_gen import record_check, window
 from shelf_data import bad_records, spans
 from shelf_data.contract import PhotoRecord, make_example
 
@@ -210,20 +211,20 @@ def test_an_empty_newest_span_folder_names_folder_pattern_and_contents(tmp_path)
     (tmp_path / "span-2").mkdir()
     (tmp_path / "span-2" / "notes.txt").write_text("upload pending")
     with pytest.raises(ValueError) as e:
-        example_gen.resolve(str(tmp_path), example_gen.input_config(), spans.parse("latest"))
+        window.resolve(str(tmp_path), window.input_config(), spans.parse("latest"))
     message = str(e.value)
     assert "span 2: span-2/ holds no *.tfrecord* files (found: notes.txt)" in message
     assert str(tmp_path) in message and "span-{SPAN}/*.tfrecord*" in message
-    assert example_gen.resolve(str(tmp_path), example_gen.input_config(), spans.parse("1")).spans == (1,)
+    assert window.resolve(str(tmp_path), window.input_config(), spans.parse("1")).spans == (1,)
 
 
 def test_no_span_at_all_names_the_data_root_and_what_it_holds(tmp_path):
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "readme.md").write_text("x")
     with pytest.raises(ValueError, match=r"no span found under the data root .*photos: .*\(found: readme\.md\)"):
-        example_gen.resolve(str(tmp_path / "photos"), example_gen.input_config(), spans.parse("latest"))
+        window.resolve(str(tmp_path / "photos"), window.input_config(), spans.parse("latest"))
     with pytest.raises(ValueError, match=r"does not exist"):
-        example_gen.resolve(str(tmp_path / "nope"), example_gen.input_config(), spans.parse("latest"))
+        window.resolve(str(tmp_path / "nope"), window.input_config(), spans.parse("latest"))
 
 
 def test_a_corrupt_file_error_reaches_the_run_log_without_beam_wrapping():
@@ -232,7 +233,9 @@ def test_a_corrupt_file_error_reaches_the_run_log_without_beam_wrapping():
     text = "span-1/a.tfrecord.gz: record 19 at byte 184411: the gzip stream is broken (x): truncated or corrupt file"
     wrapped = record_check.CorruptRecordFileError(text + " [while running 'ReadAndCheck/ParDo(ReadAndCheckFile)']")
     assert stage_error_text(wrapped) == text + " (ExampleGen stopped: fix or remove the file)"
-    nested = RuntimeError(f"Traceback ...\ncomponents.record_check.CorruptRecordFileError: {text} [while running 'R']")
+    nested = RuntimeError(
+        f"Traceback ...\ncomponents.example_gen.record_check.CorruptRecordFileError: {text} [while running 'R']"
+    )
     assert stage_error_text(nested).startswith(text)
     assert stage_error_text(ValueError("other\nlines")) == "other\nlines"
 

@@ -16,7 +16,7 @@ import pytest
 from span_helpers import Mix, write_span
 
 from components import drift
-from components.example_gen import SPLIT_PATTERN
+from components.example_gen.window import SPLIT_PATTERN
 from pipeline import config as config_lib
 from shelf_data import drift_report
 

@@ -214,7 +214,7 @@ def test_the_gate_sees_photos_the_trainer_never_looked_at(runs):
 
 
 def test_example_gen_and_transform_write_plain_tfrecords_with_every_photo_of_each_split(runs):
-    """Neither writes GZIP (components.example_gen, components.transform); Transform keeps every photo."""
+    """Neither writes GZIP (components.example_gen.executor, components.transform); Transform keeps every photo."""
     import tensorflow as tf
 
     _, summary = runs["first"]

@@ -1,4 +1,4 @@
-"""Component tier: ImportExampleGen over a window of spans (components.example_gen, components.example_gen_driver).
+"""Component tier: ImportExampleGen over a window of spans (components.example_gen: window, driver, executor).
 
 Tiny spans 1, 2 and 4 (3 is missing) under one input base. The window is
 resolved against the files with TFX's own span matching; the local driver,
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from span_helpers import Mix, count_records, write_span
 
-from components import example_gen
+from components.example_gen import component, executor, window
 from shelf_data import bad_records, spans
 
 pytestmark = pytest.mark.component
@@ -33,12 +33,12 @@ def data(tmp_path_factory) -> Path:
     return root
 
 
-def _resolve(data: Path, text: str) -> example_gen.Resolution:
-    return example_gen.resolve(str(data), example_gen.input_config(), spans.parse(text))
+def _resolve(data: Path, text: str) -> window.Resolution:
+    return window.resolve(str(data), window.input_config(), spans.parse(text))
 
 
 def test_spans_present_uses_tfx_span_matching(data):
-    assert example_gen.spans_present(str(data), example_gen.input_config().splits[0]) == [1, 2, 4]
+    assert window.spans_present(str(data), window.input_config().splits[0]) == [1, 2, 4]
 
 
 def test_a_span_folder_without_a_number_is_named_not_skipped(tmp_path):
@@ -47,7 +47,7 @@ def test_a_span_folder_without_a_number_is_named_not_skipped(tmp_path):
     (tmp_path / "span-x").mkdir()
     (tmp_path / "span-x" / "part-0.tfrecord.gz").write_bytes(b"")
     with pytest.raises(ValueError, match=r"Cannot find span number from .*span-x/part-0\.tfrecord\.gz"):
-        example_gen.spans_present(str(tmp_path), example_gen.input_config().splits[0])
+        window.spans_present(str(tmp_path), window.input_config().splits[0])
 
 
 @pytest.mark.parametrize(
@@ -73,12 +73,12 @@ def test_one_span_resolves_exactly_as_tfx_does(data):
     from tfx.utils import proto_utils
 
     static = proto_utils.json_to_proto(spans.static_json([4]), range_config_pb2.RangeConfig())
-    processor = input_processor.FileBasedInputProcessor(str(data), example_gen.input_config().splits, static)
+    processor = input_processor.FileBasedInputProcessor(str(data), window.input_config().splits, static)
     span, version = processor.resolve_span_and_version()
     resolution = _resolve(data, "latest")
     assert (resolution.span, resolution.version) == (span, version)
     assert resolution.fingerprint == processor.get_input_fingerprint(span, version)
-    assert resolution.pattern == processor.get_pattern_for_span_version(example_gen.SPLIT_PATTERN, span, version)
+    assert resolution.pattern == processor.get_pattern_for_span_version(window.SPLIT_PATTERN, span, version)
 
 
 def test_a_window_fingerprint_covers_every_span(data):
@@ -92,19 +92,19 @@ def test_nothing_to_read_names_the_folder_the_selection_and_the_spans_present(da
         _resolve(data, "3")
     nothing = rf"no span found under the data root {tmp_path}: nothing matches {tmp_path}/span-\{{SPAN\}}"
     with pytest.raises(ValueError, match=nothing):
-        example_gen.resolve(str(tmp_path), example_gen.input_config(), spans.parse("latest"))
+        window.resolve(str(tmp_path), window.input_config(), spans.parse("latest"))
 
 
 def test_pattern_lists_round_trip_and_are_refused_when_ambiguous():
-    listed = example_gen.encode_patterns(["span-2/*.gz", "span-4/*.gz"])
+    listed = window.encode_patterns(["span-2/*.gz", "span-4/*.gz"])
     assert listed == "{span-2/*.gz,span-4/*.gz}"
-    assert example_gen.decode_patterns(listed) == ["span-2/*.gz", "span-4/*.gz"]
-    assert example_gen.decode_patterns("span-4/*.gz") == ["span-4/*.gz"]
+    assert window.decode_patterns(listed) == ["span-2/*.gz", "span-4/*.gz"]
+    assert window.decode_patterns("span-4/*.gz") == ["span-4/*.gz"]
     # An unresolved TFX pattern is never mistaken for a list.
-    assert example_gen.decode_patterns("{SPAN},x/{VERSION}") == ["{SPAN},x/{VERSION}"]
-    assert example_gen.is_unresolved("span-{SPAN}/*") and not example_gen.is_unresolved(listed)
+    assert window.decode_patterns("{SPAN},x/{VERSION}") == ["{SPAN},x/{VERSION}"]
+    assert window.is_unresolved("span-{SPAN}/*") and not window.is_unresolved(listed)
     with pytest.raises(ValueError, match="cannot list split patterns holding"):
-        example_gen.encode_patterns(["a,b/*", "c/*"])
+        window.encode_patterns(["a,b/*", "c/*"])
 
 
 def _exec_properties(data: Path, range_config: str) -> dict:
@@ -121,7 +121,7 @@ def _exec_properties(data: Path, range_config: str) -> dict:
     )
     return {
         "input_base": str(data),
-        "input_config": proto_utils.proto_to_json(example_gen.input_config()),
+        "input_config": proto_utils.proto_to_json(window.input_config()),
         "output_config": proto_utils.proto_to_json(output),
         "range_config": range_config,
         "output_data_format": example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE,
@@ -136,7 +136,7 @@ def test_executor_resolves_the_window_itself_when_no_driver_ran(data, tmp_path):
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "examples")
     props = _exec_properties(data, '{"rolling_range": {"num_spans": 2}}')
-    example_gen.Executor().Do({}, {"examples": [examples]}, props)
+    executor.Executor().Do({}, {"examples": [examples]}, props)
     assert count_records(examples.uri) == COUNTS[2] + COUNTS[4]
     assert examples.get_int_custom_property("span") == 4
     assert examples.get_string_custom_property("spans") == "2,4"
@@ -157,7 +157,7 @@ def count_records_in(uri: str, split: str) -> int:
     from shelf_model.features import compression_type
 
     files = [str(p) for p in Path(uri, f"Split-{split}").glob("*")]
-    assert files and all(f.endswith(example_gen.EXAMPLES_SUFFIX) for f in files), files  # plain, not TFX's GZIP
+    assert files and all(f.endswith(executor.EXAMPLES_SUFFIX) for f in files), files  # plain, not TFX's GZIP
     return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type=compression_type(files)))
 
 
@@ -168,12 +168,12 @@ def test_local_pipeline_reads_every_span_of_the_window(data, tmp_path):
     from tfx.proto import example_gen_pb2, range_config_pb2
     from tfx.utils import proto_utils
 
-    range_json = example_gen.resolve_range_config_json(str(data), spans.to_json(spans.parse("last:2")))
+    range_json = window.resolve_range_config_json(str(data), spans.to_json(spans.parse("last:2")))
     assert json.loads(range_json)["static_range"] == {"start_span_number": 2, "end_span_number": 4}
     props = _exec_properties(data, range_json)
-    gen = example_gen.SpanWindowExampleGen(
+    gen = component.SpanWindowExampleGen(
         input_base=str(data),
-        input_config=example_gen.input_config(),
+        input_config=window.input_config(),
         output_config=proto_utils.json_to_proto(props["output_config"], example_gen_pb2.Output()),
         range_config=proto_utils.json_to_proto(range_json, range_config_pb2.RangeConfig()),
     ).with_id("ImportExampleGen")
@@ -225,10 +225,10 @@ def _executor_input(data: Path, tmp_path: Path, range_config: str):
 
 @pytest.mark.parametrize("range_config", ['{"rolling_range": {"num_spans": 2}}', "last:2", "2-4"])
 def test_kfp_driver_turns_the_runtime_parameter_into_the_window(data, tmp_path, range_config):
-    from components import example_gen_driver
+    from components.example_gen import driver
 
     executor_input, inputs_spec = _executor_input(data, tmp_path, range_config)
-    resolution = example_gen_driver.run_driver(executor_input, inputs_spec)
+    resolution = driver.run_driver(executor_input, inputs_spec)
     assert resolution.spans == (2, 4)
     output = json.loads((tmp_path / "output_metadata.json").read_text())
     values = output["parameterValues"]
@@ -242,9 +242,9 @@ def test_kfp_driver_turns_the_runtime_parameter_into_the_window(data, tmp_path, 
 
 
 def test_kfp_driver_refuses_a_bad_runtime_parameter_by_name(data, tmp_path):
-    from components import example_gen_driver
+    from components.example_gen import driver
 
     executor_input, inputs_spec = _executor_input(data, tmp_path, "newest")
     with pytest.raises(ValueError, match=r"Received range_config='newest'"):
-        example_gen_driver.run_driver(executor_input, inputs_spec)
+        driver.run_driver(executor_input, inputs_spec)
     assert not (tmp_path / "output_metadata.json").exists()

@@ -3,7 +3,7 @@
 The spec is compiled once with the config's default (the latest span); each
 run then sets ``range_config`` to a rolling window. :mod:`kfp_replay` runs
 the ImportExampleGen task as the KFP V2 launcher would: the ``preCacheCheck``
-hook (our span driver, ``components.example_gen_driver``) and then the
+hook (our span driver, ``components.example_gen.driver``) and then the
 executor, each a real process in the clean image venv. The open-source KFP
 variant of the spec has no hook: the executor resolves the window itself.
 """
@@ -67,7 +67,7 @@ def test_last_two_spans_as_a_runtime_parameter(setup, image, range_config):
     assert spec["root"]["inputDefinitions"]["parameters"]["range_config"]["defaultValue"] == ""  # compiled: latest
     record, examples = _replay_example_gen(tmp, spec, image, f"vertex-{len(range_config)}", range_config)
     # The hook ran our driver, which ran TFX's for the newest span and widened it to the window.
-    assert record.pre_cache_check["command"][:3] == ["python", "-m", "components.example_gen_driver"]
+    assert record.pre_cache_check["command"][:3] == ["python", "-m", "components.example_gen.driver"]
     values = record.pre_cache_check["output"]["parameterValues"]
     assert values["span"] == 3
     assert json.loads(values["range_config"])["static_range"] == {"start_span_number": 2, "end_span_number": 3}

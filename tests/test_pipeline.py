@@ -74,7 +74,7 @@ def _static(first: int, last: int) -> dict:
 )
 def test_a_local_run_reads_the_concrete_spans_of_its_selection(tmp_path, spans, resolved):
     """run_inputs resolves the selection against the spans present: the static range ExampleGen gets."""
-    from components.example_gen import SpanWindowExampleGen
+    from components.example_gen.component import SpanWindowExampleGen
 
     data = _empty_spans(tmp_path / "data", 2, 5, 7)
     config = config_lib.from_dict({"data": {"spans": spans}, "push": {"bucket": str(tmp_path)}})
@@ -123,8 +123,8 @@ def test_kubeflow_spec_runs_our_span_driver_and_takes_last_k_as_runtime_paramete
     assert json.loads(declared["defaultValue"]) == {"rolling_range": {"num_spans": 3}}
     executors = spec["deploymentSpec"]["executors"]
     container = executors["ImportExampleGen_executor"]["container"]
-    assert container["lifecycle"]["preCacheCheck"]["command"] == ["python", "-m", "components.example_gen_driver"]
-    assert container["args"][:2] == ["--executor_class_path", "components.example_gen.Executor"]
+    assert container["lifecycle"]["preCacheCheck"]["command"] == ["python", "-m", "components.example_gen.driver"]
+    assert container["args"][:2] == ["--executor_class_path", "components.example_gen.executor.Executor"]
     drift_task = spec["root"]["dag"]["tasks"]["SpanDrift"]["inputs"]["parameters"]
     assert drift_task["input_base"] == {"componentInputParameter": "input_base"}
     with pytest.raises(ValueError, match="no preCacheCheck runs tfx.orchestration.kubeflow.v2"):

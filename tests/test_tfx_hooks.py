@@ -8,8 +8,9 @@ import pytest
 from tfx.components.example_gen import write_split
 from tfx.components.transform import executor as transform_executor
 
-from components import example_gen, tfx_hooks
+from components import tfx_hooks
 from components import transform as transform_component
+from components.example_gen import executor as example_gen_executor
 
 pytestmark = pytest.mark.unit
 
@@ -32,6 +33,6 @@ def test_a_name_tfx_no_longer_has_is_an_error_not_a_silent_no_op():
 
 def test_the_names_our_executors_swap_exist_in_this_tfx_and_are_tfx_s_own_outside_a_run():
     # Imported from TFX, so a TFX upgrade that moves them fails here rather than writing GZIP unnoticed.
-    assert write_split.WriteSplit is example_gen._TFX_WRITE_SPLIT
+    assert write_split.WriteSplit is example_gen_executor._TFX_WRITE_SPLIT
     assert transform_executor.TransformProcessor is transform_component._TfxProcessor
     assert issubclass(transform_component.PlainRecordsProcessor, transform_executor.TransformProcessor)

@@ -1,15 +1,18 @@
-"""Kubeflow V2 ``preCacheCheck`` of the span-window ExampleGen: ``python -m components.example_gen_driver``.
+"""The span window's drivers: :class:`Driver` on local runs, ``python -m components.example_gen.driver`` on Kubeflow.
 
-TFX compiles every file-based ExampleGen with the hook
-``python -m tfx.orchestration.kubeflow.v2.file_based_example_gen.driver``;
+:class:`Driver` is TFX's file-based ExampleGen driver, resolving a window of
+spans (:mod:`components.example_gen.window`) instead of one.
+
+TFX compiles every file-based ExampleGen with the Kubeflow V2 ``preCacheCheck``
+hook ``python -m tfx.orchestration.kubeflow.v2.file_based_example_gen.driver``;
 :func:`pipeline.kubeflow_runner.compile_spec` points it here instead, with
-the same arguments. This driver
+the same arguments. This driver (:func:`run_driver`)
 
 1. reads the ``range_config`` runtime parameter: ``""`` (latest span),
    RangeConfig JSON (``static_range`` or ``rolling_range``, any length) or the
    short forms ``latest``, ``last:K``, ``A-B``;
 2. resolves it to the spans present under ``input_base``
-   (:func:`components.example_gen.resolve`);
+   (:func:`components.example_gen.window.resolve`);
 3. runs TFX's driver (``_run_driver``) unchanged for the newest of those
    spans, given as a one-span ``static_range``, which TFX handles;
 4. widens what TFX wrote to the whole window: the split pattern lists every
@@ -20,22 +23,45 @@ the same arguments. This driver
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from absl import app, logging
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
+from tfx.components.example_gen import driver as tfx_driver
 from tfx.components.example_gen import utils
 from tfx.dsl.io import fileio
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
 from tfx.orchestration.kubeflow.v2.file_based_example_gen import driver as tfx_kfp_driver
 from tfx.types import standard_component_specs
 
-from components import example_gen
+from components.example_gen import window
 from shelf_data import spans
 
 # The module TFX puts in the hook, and ours.
 TFX_DRIVER_MODULE = "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver"
-DRIVER_MODULE = "components.example_gen_driver"
+DRIVER_MODULE = "components.example_gen.driver"
+
+
+class Driver(tfx_driver.FileBasedDriver):
+    """TFX's file-based ExampleGen driver, resolving a window of spans instead of one."""
+
+    _resolution: window.Resolution | None = None
+
+    def resolve_exec_properties(self, exec_properties: dict[str, Any], pipeline_info: Any, component_info: Any):
+        """Overrides TFX's: the window's spans, pattern list, newest span, version and fingerprint."""
+        del pipeline_info, component_info
+        config, self._resolution = window.resolve_exec_properties(exec_properties)
+        exec_properties.update(self._resolution.exec_properties(config))
+        return exec_properties
+
+    def run(self, execution_info: Any) -> Any:
+        """TFX's driver output plus the ``spans`` custom property on the Examples artifact."""
+        result = super().run(execution_info)
+        assert self._resolution is not None
+        for artifact in result.output_artifacts[standard_component_specs.EXAMPLES_KEY].artifacts:
+            artifact.custom_properties[window.SPANS_PROPERTY].string_value = self._resolution.spans_text
+        return result
 
 
 def _set_parameter(executor_input: pipeline_spec_pb2.ExecutorInput, name: str, text: str) -> None:
@@ -48,7 +74,7 @@ def _set_parameter(executor_input: pipeline_spec_pb2.ExecutorInput, name: str, t
 def run_driver(
     executor_input: pipeline_spec_pb2.ExecutorInput,
     component_inputs_spec: pipeline_spec_pb2.ComponentInputsSpec | None = None,
-) -> example_gen.Resolution:
+) -> window.Resolution:
     """Resolve the span window, run TFX's driver for its newest span, write the widened ExecutorOutput.
 
     Raises:
@@ -57,13 +83,11 @@ def run_driver(
     exec_properties = kubeflow_v2_entrypoint_utils.parse_execution_properties(
         executor_input.inputs.parameter_values, executor_input.inputs.parameters, component_inputs_spec
     )
-    config, resolution = example_gen.resolve_exec_properties(exec_properties)
-    logging.info(
-        "range_config %r -> spans %s", exec_properties.get(example_gen.RANGE_CONFIG_KEY), resolution.spans_text
-    )
+    config, resolution = window.resolve_exec_properties(exec_properties)
+    logging.info("range_config %r -> spans %s", exec_properties.get(window.RANGE_CONFIG_KEY), resolution.spans_text)
 
     newest = copy.deepcopy(executor_input)
-    _set_parameter(newest, example_gen.RANGE_CONFIG_KEY, spans.static_json([resolution.span]))
+    _set_parameter(newest, window.RANGE_CONFIG_KEY, spans.static_json([resolution.span]))
     tfx_kfp_driver._run_driver(newest, component_inputs_spec)  # noqa: SLF001 - TFX's driver, unchanged
 
     path = executor_input.outputs.output_file
@@ -71,11 +95,11 @@ def run_driver(
     with fileio.open(path, "r") as f:
         json_format.Parse(f.read(), output)
     properties = resolution.exec_properties(config)
-    for key in (example_gen.INPUT_CONFIG_KEY, example_gen.RANGE_CONFIG_KEY, utils.FINGERPRINT_PROPERTY_NAME):
+    for key in (window.INPUT_CONFIG_KEY, window.RANGE_CONFIG_KEY, utils.FINGERPRINT_PROPERTY_NAME):
         output.parameter_values[key].string_value = properties[key]
     for artifact in output.artifacts[standard_component_specs.EXAMPLES_KEY].artifacts:
         artifact.metadata[utils.FINGERPRINT_PROPERTY_NAME] = resolution.fingerprint
-        artifact.metadata[example_gen.SPANS_PROPERTY] = resolution.spans_text
+        artifact.metadata[window.SPANS_PROPERTY] = resolution.spans_text
     with fileio.open(path, "w") as f:
         f.write(json_format.MessageToJson(output, sort_keys=True))
     return resolution
