@@ -20,7 +20,17 @@ import pytest
 pytestmark = pytest.mark.kfp
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("shelf_audit", "shelf_data", "shelf_model", "pipeline", "components")
+PACKAGES = (
+    "shelf_audit",
+    "shelf_data",
+    "shelf_model",
+    "shelf_tflite",
+    "bucket",
+    "report",
+    "schemas",
+    "pipeline",
+    "components",
+)
 
 
 @pytest.fixture(scope="module")

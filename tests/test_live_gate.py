@@ -1,4 +1,4 @@
-"""Tests of components.tflite_pusher.live_gate: compare (pure), find_live_model (bucket), gate_variant (TFLite)."""
+"""Tests of components.tflite_pusher.live_gate: compare (pure), find_live_model (bucket.live), gate_variant (TFLite)."""
 
 from __future__ import annotations
 

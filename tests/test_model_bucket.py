@@ -1,4 +1,4 @@
-"""Tests of components.model_bucket: layout, atomic publish, dedup, rollback, ram://."""
+"""Tests of the bucket package: layout, atomic publish, dedup, rollback, ram://."""
 
 from __future__ import annotations
 
