@@ -49,7 +49,10 @@ class Signer(Protocol):
     """Signs manifest bytes; knows its public key."""
 
     source: str
-    public_key_raw: bytes
+
+    @property
+    def public_key_raw(self) -> bytes:
+        """The raw 32-byte Ed25519 public key."""
 
     def sign(self, data: bytes) -> bytes:
         """The 64-byte Ed25519 signature of ``data``."""
@@ -186,7 +189,7 @@ def load_signer(source: str, environ: Mapping[str, str] | None = None) -> Signer
 
 def _kms_signer(source: str) -> KmsSigner:
     try:
-        from google.cloud import kms  # type: ignore[import-not-found]
+        from google.cloud import kms
     except ImportError:
         raise SigningError(
             f"signing_key {source} needs the google-cloud-kms package, which is not installed "

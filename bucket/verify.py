@@ -95,7 +95,7 @@ def verify_version(
     # A record of the manifest's sha256 at publish time (catches accidental changes of unsigned manifests).
     event = history.publish_event(history.read_history(bucket, model_name), version)
     recorded = event.get("manifest_sha256") if event else None
-    if recorded and recorded != storage.sha256(manifest_bytes):
+    if event is not None and recorded and recorded != storage.sha256(manifest_bytes):
         problems.append(
             f"{MANIFEST_FILE}: sha256 differs from the one recorded when it was published "
             f"({HISTORY_DIR}/{event.get('event', '?')})"

@@ -197,7 +197,12 @@ def _fail(key: str, value: Any, why: str) -> ConfigError:
 
 def _coerce(key: str, value: Any, field: dataclasses.Field) -> Any:
     """Convert a TOML value to the field's type, or raise naming the key."""
-    default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+    if field.default is not dataclasses.MISSING:
+        default = field.default
+    elif field.default_factory is not dataclasses.MISSING:
+        default = field.default_factory()
+    else:
+        raise ConfigError(f"{key} has no default")
     kind = field.type
     if isinstance(default, bool) or kind == "bool":
         if not isinstance(value, bool):

@@ -25,7 +25,8 @@ from shelf_data.contract import LABELS
 def input_image_shape(model_bytes: bytes) -> tuple[int, int, int]:
     """``(height, width, channels)`` of the model's image input, as the Trainer exported it."""
     detail = Interpreter(model_content=model_bytes).get_input_details()[0]
-    return tuple(int(d) for d in detail["shape"][1:])
+    height, width, channels = (int(d) for d in detail["shape"][1:])
+    return height, width, channels
 
 
 def _interpreter(model_bytes: bytes, num_threads: int) -> Interpreter:
