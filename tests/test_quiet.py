@@ -190,25 +190,37 @@ def test_stdout_and_stderr_in_two_files_each_whole_in_order_and_filtered(tmp_pat
     assert _numbered(stdout) == sorted(_numbered(stdout)) and _numbered(stderr) == sorted(_numbered(stderr))
 
 
-def _on_a_terminal(script: str) -> str:
-    """Run ``script`` with stdout and stderr on one pseudo-terminal; what the terminal got, newlines as ``\\n``."""
-    import pty
+# What a process sees with both streams on a terminal: isatty() true for file descriptors 1 and 2 and for
+# sys.stdout and sys.stderr (the same checks quiet.py and the progress lines make). The bytes go to one pipe:
+# a pseudo-terminal needs /dev/pts, which minimal roots and some containers do not mount.
+AS_ON_A_TERMINAL = textwrap.dedent(
+    """
+    import io, os, sys
+    _isatty = os.isatty
+    os.isatty = lambda fd: fd in (1, 2) or _isatty(fd)
 
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=slave, stderr=slave, env=_one_stream_env(True))
-    os.close(slave)
-    data = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: every end of the terminal closed
-            break
-        if not chunk:
-            break
-        data += chunk
-    os.close(master)
-    assert proc.wait(timeout=60) == 0, data
-    return data.replace(b"\r\n", b"\n").decode()
+    class _Terminal(io.TextIOWrapper):
+        def isatty(self):
+            return True
+
+    sys.stdout = _Terminal(sys.stdout.detach(), encoding="utf-8", line_buffering=True)
+    sys.stderr = _Terminal(sys.stderr.detach(), encoding="utf-8", line_buffering=True)
+    sys.__stdout__, sys.__stderr__ = sys.stdout, sys.stderr
+    """
+)
+
+
+def _on_a_terminal(script: str) -> str:
+    """Run ``script`` as if stdout and stderr were one terminal; what that terminal got."""
+    proc = subprocess.run(
+        [sys.executable, "-c", AS_ON_A_TERMINAL + script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=_one_stream_env(True),
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout
+    return proc.stdout.decode()
 
 
 def test_stdout_and_stderr_on_one_terminal_come_out_whole_in_order_and_filtered():
