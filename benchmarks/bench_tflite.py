@@ -163,7 +163,7 @@ def main(args: argparse.Namespace) -> str:
         "- SavedModel recall: " + ", ".join(f"{k} {_fmt(v)}" for k, v in sm_recall.items()),
         "- latency: median of 100 batch-1 invocations after 5 warm-up runs, host CPU, "
         "LiteRT interpreter (ai-edge-litert, XNNPACK)",
-        f"- goals (issue 4): {GOALS}",
+        f"- goals: {GOALS}",
         "",
         "| model | input | bytes | ms @1 thread | ms @2 threads | agreement | "
         + " | ".join(f"recall {label}" for label in LABELS)

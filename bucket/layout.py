@@ -1,6 +1,6 @@
 """The bucket's layout: where each file of a model lives, and the checks every path goes through.
 
-Layout (the bucket contract in the README)::
+Layout (the bucket contract, docs/bucket-contract.md)::
 
     <bucket>/<model_name>/
       versions/<version>/

@@ -1,4 +1,4 @@
-"""Pipeline tier: planted bad data through the real ``shelf-audit run`` (issue 10).
+"""Pipeline tier: planted bad data through the real ``shelf-audit run``.
 
 Each case builds its own span with ``shelf_data.synth`` and plants a fault:
 

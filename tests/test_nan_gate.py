@@ -1,4 +1,4 @@
-"""Component tier: NaN never passes the gate (issue 10).
+"""Component tier: NaN never passes the gate.
 
 An eval set without ``misplaced`` photos gives ``recall/misplaced`` = NaN. TFMA
 (real ``analyze_raw_data`` over a DataFrame of predictions) must not validate

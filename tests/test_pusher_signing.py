@@ -43,7 +43,7 @@ def test_the_pusher_signs_with_the_configured_key_source(artifacts, tmp_path, ke
 def test_a_bad_key_source_fails_before_converting_and_publishes_nothing(artifacts, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.setenv(signing.ENV_OVERRIDE, "env:SHELF_AUDIT_TEST_NO_SUCH_VARIABLE")  # overrides the property
     bucket = str(tmp_path / "bucket")
-    with mock.patch.object(build, "convert") as convert, pytest.raises(signing.SigningError, match="is not set"):
+    with mock.patch.object(build, "convert_many") as convert, pytest.raises(signing.SigningError, match="is not set"):
         _run(artifacts, bucket, name="badkey", **FAST)
     convert.assert_not_called()
     assert not (tmp_path / "bucket").exists() or versions.list_versions(bucket, "shelf_audit") == []
@@ -65,7 +65,7 @@ def test_a_rerun_finishes_a_publish_killed_after_its_manifest(artifacts, tmp_pat
         _run(artifacts, bucket, name="killed", **FAST)
     [version] = versions.list_versions(bucket, "shelf_audit")
     assert versions.read_latest(bucket, "shelf_audit") is None and history.read_history(bucket, "shelf_audit") == []
-    with mock.patch.object(build, "convert") as convert:
+    with mock.patch.object(build, "convert_many") as convert:
         pushed = _run(artifacts, bucket, name="rerun", **FAST)
     convert.assert_not_called()
     assert_pushed(pushed)

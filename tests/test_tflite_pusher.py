@@ -161,7 +161,7 @@ def test_blessed_model_is_published_with_a_valid_manifest(artifacts, tmp_path):
 
 def test_not_blessed_converts_and_writes_nothing(artifacts, tmp_path):
     bucket = str(tmp_path / "bucket")
-    with mock.patch.object(build, "convert") as convert:
+    with mock.patch.object(build, "convert_many") as convert:
         pushed = _run(artifacts, bucket, blessed=False, name="unblessed")
     convert.assert_not_called()
     assert_not_pushed(pushed)
@@ -224,7 +224,7 @@ def test_repush_of_the_same_model_is_a_noop(artifacts):
     bucket = f"ram://pusher-{uuid.uuid4().hex}"
     first = _run(artifacts, bucket, name="first")
     assert_pushed(first)
-    with mock.patch.object(build, "convert") as convert:
+    with mock.patch.object(build, "convert_many") as convert:
         second = _run(artifacts, bucket, name="second")
     convert.assert_not_called()
     assert_pushed(second)
