@@ -30,7 +30,7 @@ import shelf_model
 from components.data_gate import DataGate
 from components.drift import SpanDrift
 from components.example_gen.component import SpanWindowExampleGen
-from components.example_gen.window import resolve_range_config_json
+from components.example_gen.window import SPLIT_NAME, SPLIT_PATTERN, resolve_range_config_json
 from components.schema_importer import CuratedSchemaGen, package_schema_uri
 from components.tflite_pusher import TFLitePusher
 from components.trainer import Trainer
@@ -46,8 +46,6 @@ log = logging.getLogger("shelf_audit.pipeline")
 PREPROCESSING_FN = "shelf_model.preprocessing.preprocessing_fn"
 RUN_FN = "shelf_model.trainer.run_fn"
 SCHEMA_PACKAGE, SCHEMA_NAME = schemas.__name__, schemas.SCHEMA_FILE
-# ImportExampleGen's one input split; the inputs digest fingerprints the spans through the same pattern.
-SPLIT_NAME, SPLIT_PATTERN = "single_split", "span-{SPAN}/*.tfrecord*"
 
 
 def code_fingerprint() -> str:

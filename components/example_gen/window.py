@@ -28,6 +28,7 @@ from tfx.utils import proto_utils
 
 from shelf_data import spans as spans_lib
 
+# The one input split of the photos, written here only: the DAG, the driver, drift and the inputs digest use it.
 SPLIT_NAME = "single_split"
 SPLIT_PATTERN = "span-{SPAN}/*.tfrecord*"
 # Custom property of the Examples artifact: every span read, e.g. "3,4,5".
