@@ -246,7 +246,7 @@ def test_splits_and_seed_are_recorded_in_the_manifest_and_the_summary(runs):
 
 
 # Our lines: a timestamped record from one of the project's loggers, or TFX's stage lines (logger absl).
-OUR_LOGGERS = "shelf_audit|shelf_model|shelf_data|components|pipeline|absl"
+OUR_LOGGERS = "shelf_audit|shelf_model|shelf_data|shelf_tflite|components|pipeline|bucket|report|absl"
 OUR_LINE = re.compile(rf"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) ({OUR_LOGGERS})[.:]")
 # A tiny run: two dozen stage lines, a few progress and heartbeat lines, the converter's and publish lines.
 MAX_RUN_STDERR_LINES = 60
