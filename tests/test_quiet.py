@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 
+import cli_helpers
 import pytest
 
 from shelf_audit import quiet
@@ -78,8 +79,7 @@ def test_third_party_filter_by_logger_and_root_message():
 # whole and in TFLite's own three pieces. The last stdout line has no newline.
 ONE_STREAM = textwrap.dedent(
     """
-    import ctypes, logging, os, subprocess, sys, threading, types
-    from shelf_audit import cli
+    import ctypes, logging, os, subprocess, sys, threading
 
     XNNPACK = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
     libc = ctypes.CDLL(None)
@@ -109,15 +109,9 @@ ONE_STREAM = textwrap.dedent(
         print(f"line {n + 3} summary, last; no newline", end="")
         return 0
 
-    module = types.ModuleType("one_stream_cmd")
-    module.add_arguments = lambda parser: None
-    module.run = run
-    sys.modules[module.__name__] = module
-    cli.COMMANDS["one-stream"] = (module.__name__, "test")
     sys.argv = ["shelf-audit", "one-stream"]
-    cli.console_main()
     """
-)
+) + cli_helpers.as_subcommand("one-stream")
 ONE_STREAM_LINES = 40 * 8 + 3
 
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 
+import cli_helpers
 import pytest
 
 from shelf_audit import quiet
@@ -24,8 +25,7 @@ pytestmark = pytest.mark.component
 # numbered summary (stdout) and log (stderr) lines.
 SCRIPT = textwrap.dedent(
     """
-    import logging, sys, types
-    from shelf_audit import cli
+    import logging
 
     log = logging.getLogger("shelf_audit.run")
 
@@ -53,14 +53,8 @@ SCRIPT = textwrap.dedent(
         print("line 4 summary")
         return 0
 
-    module = types.ModuleType("interpreter_cmd")
-    module.add_arguments = lambda parser: None
-    module.run = run
-    sys.modules[module.__name__] = module
-    cli.COMMANDS["interpreter"] = (module.__name__, "test")
-    cli.console_main()
     """
-)
+) + cli_helpers.as_subcommand("interpreter")
 
 
 def _run(tmp_path, *flags: str) -> list[str]:
