@@ -34,7 +34,7 @@ def _interpreter(model_bytes: bytes, num_threads: int) -> Interpreter:
     detail = interpreter.get_input_details()[0]
     # The signature has a dynamic batch; the handheld always runs batch 1. The
     # image size is the model's own (the Trainer's), never assumed here.
-    interpreter.resize_tensor_input(detail["index"], [1, *input_image_shape(model_bytes)])
+    interpreter.resize_tensor_input(detail["index"], [1, *(int(d) for d in detail["shape"][1:])])
     interpreter.allocate_tensors()
     return interpreter
 
@@ -130,7 +130,7 @@ def measure_latency_ms(model_bytes: bytes, num_threads: int = 1, repeats: int = 
     interpreter = _interpreter(model_bytes, num_threads)
     detail = interpreter.get_input_details()[0]
     rng = np.random.default_rng(0)
-    height, width, _ = input_image_shape(model_bytes)
+    height, width = (int(d) for d in detail["shape"][1:3])
     image = _model_input(rng.integers(0, 256, size=(1, height, width, 1)), detail)
     interpreter.set_tensor(detail["index"], image)
     for _ in range(warmup):
