@@ -17,10 +17,16 @@ import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
+# Every subcommand's exit statuses, re-exported for callers of `main`.
+from shelf_audit.exit_codes import EXIT_BUSY as EXIT_BUSY
+from shelf_audit.exit_codes import EXIT_ERROR, EXIT_OK
+from shelf_audit.exit_codes import EXIT_NOT_BLESSED as EXIT_NOT_BLESSED
+from shelf_audit.exit_codes import EXIT_USAGE as EXIT_USAGE
+
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("shelf_data.synth", "write synthetic shelf photos in the data contract"),
-    "pack": ("shelf_data.pack", "pack a folder of labelled photos into the data contract"),
+    "pack": ("shelf_audit.pack_cmd", "pack a folder of labelled photos into the data contract"),
     "inspect": ("shelf_data.inspect", "count photos per span/class/lane/device and draw a contact sheet"),
     "run": ("shelf_audit.run_cmd", "run the TFX pipeline locally (Beam DirectRunner; ML Metadata in SQLite or MySQL)"),
     "compile": ("shelf_audit.compile_cmd", "write the Kubeflow Pipelines V2 spec (runtime parameters, project image)"),
@@ -28,14 +34,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schedule": ("shelf_audit.schedule_cmd", "create a Kubeflow Pipelines recurring run (cron) of a compiled spec"),
     "report": ("shelf_audit.report_cmd", "write the self-contained HTML report of a run, or compare two runs/versions"),
 }
-
-# Exit statuses shared by every subcommand.
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_NOT_BLESSED = 3
-# `run`: another run holds the home's lock; nothing was done, try later (sysexits' EX_TEMPFAIL).
-EXIT_BUSY = 75
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ import os
 import sys
 
 from pipeline import config as config_lib
-from shelf_audit.cli import EXIT_ERROR, EXIT_OK
+from shelf_audit.exit_codes import EXIT_ERROR, EXIT_OK
 
 log = logging.getLogger("shelf_audit.compile")
 

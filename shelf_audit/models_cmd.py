@@ -35,10 +35,8 @@ from typing import Any
 
 from bucket import history, layout, publish, signing, storage, versions
 from bucket import verify as bucket_verify
+from shelf_audit.exit_codes import EXIT_ERROR, EXIT_OK
 from shelf_tflite import variants as push_defaults
-
-EXIT_OK = 0
-EXIT_ERROR = 1
 
 
 def _root(bucket: str, model: str) -> str:

@@ -22,10 +22,8 @@ import logging
 import os
 import sys
 
+from shelf_audit.exit_codes import EXIT_ERROR, EXIT_OK
 from shelf_tflite import variants as push_defaults
-
-EXIT_OK = 0
-EXIT_ERROR = 1
 
 log = logging.getLogger("shelf_audit.report")
 

@@ -18,7 +18,7 @@ import time
 
 from pipeline import config as config_lib
 from shelf_audit import home_lock
-from shelf_audit.cli import EXIT_BUSY, EXIT_ERROR, EXIT_NOT_BLESSED, EXIT_OK
+from shelf_audit.exit_codes import EXIT_BUSY, EXIT_ERROR, EXIT_NOT_BLESSED, EXIT_OK
 from shelf_audit.heartbeat import StageHeartbeat
 
 log = logging.getLogger("shelf_audit.run")

@@ -38,7 +38,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from shelf_audit.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from shelf_audit.exit_codes import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 
 # KFP API server: "The max concurrency of the recurring run is out of range. Support 1-10."
 MAX_CONCURRENCY_RANGE = (1, 10)

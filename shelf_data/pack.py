@@ -1,4 +1,4 @@
-"""``shelf-audit pack``: pack a folder of labelled photos into the data contract.
+"""Pack a folder of labelled photos into the data contract (the library behind ``shelf-audit pack``).
 
 Input::
 
@@ -25,7 +25,6 @@ counted in the report.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import dataclasses
@@ -54,11 +53,8 @@ OPTIONAL_COLUMNS = ("captured_at", "lighting")
 FORMATS = ("JPEG", "PNG")
 PHOTOS_PER_SHARD = 500
 
-# Exit statuses (0 and 1 are shelf_audit.cli.EXIT_OK / EXIT_ERROR; 2 and 3
-# are taken there by usage errors and "not blessed").
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_SKIPPED = 4
+# What a pack achieved: every file packed, some skipped (the others packed), or nothing packed.
+COMPLETE, PARTIAL, NOTHING = "complete", "partial", "nothing packed"
 
 
 class PackError(ValueError):
@@ -92,11 +88,11 @@ class PackReport:
         return sum(self.class_counts.values())
 
     @property
-    def exit_status(self) -> int:
-        """0 all packed, 4 some skipped but others packed, 1 nothing packed."""
+    def outcome(self) -> str:
+        """:data:`COMPLETE` (every file packed), :data:`PARTIAL` (some skipped) or :data:`NOTHING`."""
         if self.packed == 0:
-            return EXIT_ERROR
-        return EXIT_SKIPPED if self.skipped else EXIT_OK
+            return NOTHING
+        return PARTIAL if self.skipped else COMPLETE
 
     def to_dict(self) -> dict:
         """JSON-ready form (what ``pack-report-span-N.json`` holds)."""
@@ -110,7 +106,7 @@ class PackReport:
             "shards": list(self.shards),
             "skipped": [dataclasses.asdict(s) for s in self.skipped],
             "ignored_hidden": list(self.ignored),
-            "exit_status": self.exit_status,
+            "outcome": self.outcome,
         }
 
     def format(self) -> str:
@@ -484,58 +480,3 @@ def pack(
         with tf.io.gfile.GFile(report.report_path, "w") as handle:
             handle.write(json.dumps(report.to_dict(), indent=2) + "\n")
     return report
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``pack`` arguments to ``parser``."""
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = (
-        "PHOTO_DIR holds ok/, misplaced/ and damaged/ (JPEG or PNG, any size >= 64x64,\n"
-        "gray or RGB) and optionally metadata.csv with the columns file,lane_id,device_id\n"
-        "(optional: captured_at, lighting); file is relative to PHOTO_DIR, e.g. ok/a.jpg.\n"
-        "Unreadable, non-image or too small files, files outside the class folders and\n"
-        "bad metadata rows are skipped and listed with the reason; the list is printed\n"
-        "and written to OUT/pack-report-span-N.json. Hidden files are ignored.\n"
-        "Every photo needs lane_id and device_id: from its metadata.csv row, else from\n"
-        "--lane/--device. Copies of one photo are packed once; copies under two labels\n"
-        "are all skipped.\n"
-        "\n"
-        "exit status:\n"
-        "  0  every file was packed\n"
-        "  4  some files were skipped (see the report), the others were packed\n"
-        "  1  nothing could be packed, or PHOTO_DIR is missing or has no class folder"
-    )
-    parser.add_argument("photo_dir", metavar="PHOTO_DIR", help="folder with ok/, misplaced/, damaged/")
-    parser.add_argument("--out", required=True, help="root folder; photos go to OUT/span-N/")
-    parser.add_argument("--span", type=int, default=1, help="span number (default 1)")
-    parser.add_argument(
-        "--shards", type=int, default=None, help=f"number of shard files (default: one per {PHOTOS_PER_SHARD} photos)"
-    )
-    parser.add_argument("--lane", type=int, default=None, help="lane_id for photos without a metadata.csv row")
-    parser.add_argument("--device", default=None, help="device_id for photos without a metadata.csv row")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``shelf-audit pack``; return the exit status (0, 4 or 1)."""
-    try:
-        report = pack(
-            args.photo_dir,
-            args.out,
-            span=args.span,
-            num_shards=args.shards,
-            lane_id=args.lane,
-            device_id=args.device,
-        )
-    except (PackError, FileExistsError) as err:
-        logger.error("pack: %s", err)
-        return EXIT_ERROR
-    print(report.format())
-    if report.skipped:
-        logger.warning("pack: skipped %d file(s); the list is in %s", len(report.skipped), report.report_path)
-    if report.packed == 0:
-        logger.error("pack: nothing could be packed from %s", args.photo_dir)
-    else:
-        logger.info(
-            "pack: report written to %s (outside span-%d/, so it is never read as data)", report.report_path, args.span
-        )
-    return report.exit_status

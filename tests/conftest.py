@@ -148,7 +148,7 @@ def packed_photos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Photo
     report = pack(
         str(folder.root), str(base / "data"), span=1, lane_id=folder.default_lane, device_id=folder.default_device
     )
-    assert report.exit_status == 0, report.format()
+    assert report.outcome == "complete", report.format()
     return base / "data", folder
 
 

@@ -10,8 +10,10 @@ import pytest
 from PIL import Image
 
 from shelf_audit import cli
+from shelf_audit.exit_codes import EXIT_SKIPPED
+from shelf_audit.pack_cmd import EXIT_STATUS
 from shelf_data import contract
-from shelf_data.pack import EXIT_SKIPPED, BadPhoto, PackError, check_image, pack
+from shelf_data.pack import BadPhoto, PackError, check_image, pack
 
 pytestmark = pytest.mark.unit
 
@@ -45,7 +47,7 @@ def test_pack_round_trips_photos_bytes_labels_and_metadata(photo_folder, tmp_pat
         str(photo_folder.root), str(out), lane_id=photo_folder.default_lane, device_id=photo_folder.default_device
     )
 
-    assert report.exit_status == 0
+    assert EXIT_STATUS[report.outcome] == 0
     assert report.skipped == []
     assert report.class_counts == photo_folder.class_counts()
     records = _records_by_bytes(out)
@@ -64,7 +66,7 @@ def test_pack_round_trips_photos_bytes_labels_and_metadata(photo_folder, tmp_pat
     saved = json.loads((out / "pack-report-span-1.json").read_text())
     assert saved["packed"] == len(photo_folder.expected)
     assert saved["skipped"] == []
-    assert saved["exit_status"] == 0
+    assert EXIT_STATUS[saved["outcome"]] == 0
 
 
 def test_pack_is_deterministic_and_honours_shards(photo_folder, tmp_path):
@@ -173,7 +175,7 @@ def test_photo_without_row_and_no_defaults_is_skipped(photo_folder, tmp_path):
 
     no_row = {p for p, e in photo_folder.expected.items() if e.device_id == photo_folder.default_device}
     assert {s.path for s in report.skipped} == no_row
-    assert report.exit_status == EXIT_SKIPPED
+    assert EXIT_STATUS[report.outcome] == EXIT_SKIPPED
 
 
 def test_metadata_without_required_column_is_refused(photo_folder, tmp_path):
