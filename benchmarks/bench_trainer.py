@@ -30,13 +30,17 @@ import sys
 import time
 from typing import Any
 
+from shelf_model.hparams import TrainingConfig
+
 EPOCHS = 3
-IMAGE_SIZE = 128
 SEED = 42
-LEARNING_RATE = 0.002
-DROPOUT = 0.2
-BATCHNORM_MOMENTUM = 0.9
-CLASS_WEIGHTS = {"ok": 1.0, "misplaced": 1.0, "damaged": 2.0}
+# The Trainer's defaults (training.* in the config), so the trials train what a run trains.
+_DEFAULTS = TrainingConfig()
+IMAGE_SIZE = _DEFAULTS.image_size
+LEARNING_RATE = _DEFAULTS.learning_rate
+DROPOUT = _DEFAULTS.dropout
+BATCHNORM_MOMENTUM = _DEFAULTS.batchnorm_momentum
+CLASS_WEIGHTS = dict(_DEFAULTS.class_weights)
 TRIAL_TIMEOUT_SECONDS = 3600
 EXAMPLES_ENV = "SHELF_AUDIT_BENCH_TRAINER_EXAMPLES"
 EPOCHS_ENV = "SHELF_AUDIT_BENCH_TRAINER_EPOCHS"

@@ -17,16 +17,13 @@ from typing import Any
 import tomli
 
 from shelf_data import spans as spans_lib
-from shelf_data.contract import LABELS
+from shelf_data.contract import CLASS_WEIGHTS, LABELS, SLICE_FEATURES
 from shelf_model.hparams import CACHE_CHOICES, TrainingConfig
 from shelf_tflite import variants as push_defaults
 from shelf_tflite.variants import VARIANTS
 
-ALLOWED_SLICES = ("label", "lane_id", "device_id", "lighting")
 # Features every record has (TFX needs the partition feature in each one); "" = none.
 PARTITION_FEATURES = ("", "lane_id", "device_id")
-# Features whose distribution drift.infinity_norm / drift.jensen_shannon_divergence may compare between spans.
-DRIFT_FEATURES = ("label", "lane_id", "device_id", "lighting")
 
 
 class ConfigError(ValueError):
@@ -62,14 +59,12 @@ class GateConfig:
     """Evaluation policy: what it takes to bless a candidate."""
 
     weighted_recall_floor: float = 0.90
-    class_weights: Mapping[str, float] = dataclasses.field(
-        default_factory=lambda: {"ok": 1.0, "misplaced": 1.0, "damaged": 2.0}
-    )
+    class_weights: Mapping[str, float] = dataclasses.field(default_factory=lambda: dict(CLASS_WEIGHTS))
     # Per-class recall floors, by label name.
     class_recall_floors: Mapping[str, float] = dataclasses.field(default_factory=lambda: {"damaged": 0.85})
     # Largest allowed drop of weighted recall against the latest blessed model.
     max_drop: float = 0.01
-    slices: Sequence[str] = ("label", "lane_id", "device_id", "lighting")
+    slices: Sequence[str] = SLICE_FEATURES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -321,8 +316,8 @@ def validate(config: PipelineConfig) -> None:
     if not 0 <= g.max_drop <= 1:
         raise _fail("gate.max_drop", g.max_drop, "must be in [0, 1]")
     for s in g.slices:
-        if s not in ALLOWED_SLICES:
-            raise _fail("gate.slices", list(g.slices), f"may only name {', '.join(ALLOWED_SLICES)}")
+        if s not in SLICE_FEATURES:
+            raise _fail("gate.slices", list(g.slices), f"may only name {', '.join(SLICE_FEATURES)}")
     if not p.variants or any(v not in VARIANTS for v in p.variants):
         raise _fail("push.variants", list(p.variants), f"must be a non-empty subset of {', '.join(VARIANTS)}")
     if p.default_variant not in p.variants:
@@ -363,9 +358,9 @@ def validate(config: PipelineConfig) -> None:
 def _validate_drift(d: DriftConfig) -> None:
     for measure in ("infinity_norm", "jensen_shannon_divergence"):
         for feature, threshold in getattr(d, measure).items():
-            if feature not in DRIFT_FEATURES:
+            if feature not in SLICE_FEATURES:
                 raise ConfigError(
-                    f"drift.{measure} names unknown feature {feature!r} (features: {', '.join(DRIFT_FEATURES)})"
+                    f"drift.{measure} names unknown feature {feature!r} (features: {', '.join(SLICE_FEATURES)})"
                 )
             if not 0 < threshold <= 1:
                 raise _fail(f"drift.{measure}.{feature}", threshold, "must be in (0, 1]")

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
 
 IMAGE_KEY = "image/encoded"
 LABEL_KEY = "label"
@@ -22,6 +23,10 @@ LIGHTING_KEY = "lighting"
 
 LABELS: tuple[str, ...] = ("ok", "misplaced", "damaged")
 NUM_CLASSES = len(LABELS)
+# What each class weighs, in training and in the gate's class-weighted recall: a missed damaged shelf costs double.
+CLASS_WEIGHTS: Mapping[str, float] = MappingProxyType({"ok": 1.0, "misplaced": 1.0, "damaged": 2.0})
+# The features every photo carries beside its pixels that the gate slices on and drift compares.
+SLICE_FEATURES: tuple[str, ...] = (LABEL_KEY, LANE_KEY, DEVICE_KEY, LIGHTING_KEY)
 LANE_MIN, LANE_MAX = 1, 40
 MIN_IMAGE_SIDE = 64
 

@@ -10,8 +10,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+from shelf_data.contract import CLASS_WEIGHTS
+
 # training.cache: where the Trainer keeps decoded images (see shelf_model.trainer.cache_plan).
 CACHE_CHOICES = ("auto", "memory", "disk", "none")
+# The side of the square gray image the model takes (training.image_size).
+DEFAULT_IMAGE_SIZE = 128
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,7 +24,7 @@ class TrainingConfig:
 
     # "none", "imagenet" or a path to a local 3-channel MobileNetV3Small weights file.
     weights: str = "none"
-    image_size: int = 128
+    image_size: int = DEFAULT_IMAGE_SIZE
     epochs: int = 8
     batch_size: int = 32
     learning_rate: float = 2e-3
@@ -31,9 +35,7 @@ class TrainingConfig:
     # Keras' MobileNetV3 uses BatchNorm momentum 0.999: far too slow for short runs.
     batchnorm_momentum: float = 0.9
     dropout: float = 0.2
-    class_weights: Mapping[str, float] = dataclasses.field(
-        default_factory=lambda: {"ok": 1.0, "misplaced": 1.0, "damaged": 2.0}
-    )
+    class_weights: Mapping[str, float] = dataclasses.field(default_factory=lambda: dict(CLASS_WEIGHTS))
     augment: bool = True
     early_stopping_patience: int = 3
     # Cap on steps per epoch (None: the whole train split each epoch). Tests use it.

@@ -16,6 +16,8 @@ import tempfile
 
 import tf_keras
 
+from shelf_model.hparams import DEFAULT_IMAGE_SIZE
+
 NUM_CLASSES = 3
 BACKBONE_NAME = "MobileNetV3Small"
 
@@ -103,7 +105,7 @@ def set_batchnorm_momentum(model: tf_keras.Model, momentum: float) -> None:
 
 
 def build_model(
-    image_size: int = 128,
+    image_size: int = DEFAULT_IMAGE_SIZE,
     weights: str = "none",
     dropout: float = 0.2,
     batchnorm_momentum: float = 0.9,

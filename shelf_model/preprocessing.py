@@ -15,8 +15,7 @@ import tensorflow as tf
 
 from shelf_data import contract
 from shelf_model import features
-
-DEFAULT_IMAGE_SIZE = 128
+from shelf_model.hparams import DEFAULT_IMAGE_SIZE
 
 # ITU-R BT.601 luma weights (R, G, B): what a JPEG decoder returns as gray (the Y channel).
 # The Tasks variant applies them inside the model to RGB input; the manifest's contract names them.
