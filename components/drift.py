@@ -27,8 +27,6 @@ names the feature, the measure and the threshold. With no earlier span
 there is nothing to compare: the report says so and the run goes on.
 """
 
-import dataclasses
-import json
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -44,6 +42,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 
+from components.drift_settings import DriftSettings
 from components.example_gen import window
 from shelf_data import contract
 from shelf_data import spans as spans_lib
@@ -63,33 +62,10 @@ class SpanDriftError(RuntimeError):
     """The newest span drifted from the one before it and ``drift.stop_on_drift`` is true."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """The ``[drift]`` config section as the component receives it (a JSON execution parameter)."""
-
-    stop_on_drift: bool = False
-    infinity_norm: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    jensen_shannon_divergence: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    image_relative_change: float = 0.15
-    image_sample: int = 500
-
-    @classmethod
-    def from_json(cls, text: str) -> "Settings":
-        """Parse the parameter; keys of the config section this component does not use are ignored."""
-        raw = json.loads(text)
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in names})
-
-    @property
-    def features(self) -> list[str]:
-        """Every feature with at least one comparator, in first-seen order."""
-        return list(dict.fromkeys([*self.infinity_norm, *self.jensen_shannon_divergence]))
-
-
 # --- Feature distributions (TFDV) ---------------------------------------------------
 
 
-def drift_schema(schema: schema_pb2.Schema, settings: Settings) -> schema_pb2.Schema:
+def drift_schema(schema: schema_pb2.Schema, settings: DriftSettings) -> schema_pb2.Schema:
     """A copy of ``schema`` with only the compared features, each with its drift comparators.
 
     Integer features are marked categorical in the copy so TFDV counts their values
@@ -270,7 +246,7 @@ def check_drift(
     split_pattern: str,
     current: int,
     schema: schema_pb2.Schema,
-    settings: Settings,
+    settings: DriftSettings,
     pipeline: beam.Pipeline | None,
     out_dir: str,
 ) -> DriftReport:
@@ -316,7 +292,7 @@ def SpanDrift(  # noqa: N802
     beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
     """Compare the newest span of ``examples`` with the span before it; raise SpanDriftError if asked to."""
-    config = Settings.from_json(settings)
+    config = DriftSettings.from_json(settings)
     read = window.examples_spans(examples)
     if not read:
         raise ValueError(f"the Examples artifact {examples.uri} has no span property: cannot tell the newest span")

@@ -16,11 +16,11 @@ from typing import Any
 
 import tomli
 
+from components.drift_settings import DriftSettings
+from components.tflite_pusher.settings import PushSettings
 from shelf_data import spans as spans_lib
 from shelf_data.contract import CLASS_WEIGHTS, LABELS, SLICE_FEATURES
 from shelf_model.hparams import CACHE_CHOICES, TrainingConfig
-from shelf_tflite import variants as push_defaults
-from shelf_tflite.variants import VARIANTS
 
 # Features every record has (TFX needs the partition feature in each one); "" = none.
 PARTITION_FEATURES = ("", "lane_id", "device_id")
@@ -68,29 +68,6 @@ class GateConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class PushConfig:
-    """Where and how the blessed model is converted and published."""
-
-    bucket: str = ""  # empty: <home>/bucket
-    model_name: str = push_defaults.MODEL_NAME
-    variants: Sequence[str] = push_defaults.DEFAULT_VARIANTS
-    default_variant: str = push_defaults.DEFAULT_VARIANT
-    size_budget_mb: float = push_defaults.SIZE_BUDGET_BYTES / 1_000_000
-    latency_budget_ms: float = push_defaults.LATENCY_BUDGET_MS
-    damaged_recall_tolerance: float = push_defaults.DAMAGED_RECALL_TOLERANCE
-    golden_samples: int = push_defaults.GOLDEN_COUNT
-    # Original eval photos (RGB JPEGs) per class published in golden/camera/ for the app's own preprocessing test.
-    camera_goldens_per_class: int = push_defaults.CAMERA_GOLDENS_PER_CLASS
-    # The gate against what is live: each variant vs the TFLite model at LATEST, on the eval split.
-    live_gate: bool = True
-    live_max_recall_drop: float = 0.02  # largest drop of any class's recall vs the live model (absolute)
-    live_max_regressions: float = 0.01  # largest share of eval photos the live model gets right and the candidate wrong
-    # Where the manifest signing key comes from: "file:/path/key.pem", "env:VAR" or
-    # "gcpkms://projects/.../cryptoKeyVersions/N"; empty: unsigned (SHELF_AUDIT_SIGNING_KEY overrides).
-    signing_key: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
 class KubeflowConfig:
     """The container image and pod sizes of a compiled Kubeflow spec (ignored by local runs)."""
 
@@ -125,26 +102,6 @@ class MetadataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class DriftConfig:
-    """Drift between the newest span read and the span before it (components/drift.py)."""
-
-    enabled: bool = True
-    # true: drift above a threshold stops the run before Transform; false: it is reported only.
-    stop_on_drift: bool = False
-    # TFDV drift comparators, per feature: the largest allowed L-infinity distance between the
-    # two spans' value shares (the biggest change of any one value's share, 0..1) ...
-    infinity_norm: Mapping[str, float] = dataclasses.field(
-        default_factory=lambda: {"label": 0.1, "device_id": 0.1, "lighting": 0.1}
-    )
-    # ... and the largest allowed Jensen-Shannon divergence (0..1) of the two distributions.
-    jensen_shannon_divergence: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    # Image width, height and mean brightness, from a sample of each span: the largest allowed
-    # relative change of their mean, 10th, 50th or 90th percentile.
-    image_relative_change: float = 0.15
-    image_sample: int = 500
-
-
-@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """The whole configuration of one pipeline."""
 
@@ -152,10 +109,10 @@ class PipelineConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
     gate: GateConfig = dataclasses.field(default_factory=GateConfig)
-    push: PushConfig = dataclasses.field(default_factory=PushConfig)
+    push: PushSettings = dataclasses.field(default_factory=PushSettings)
     kubeflow: KubeflowConfig = dataclasses.field(default_factory=KubeflowConfig)
     metadata: MetadataConfig = dataclasses.field(default_factory=MetadataConfig)
-    drift: DriftConfig = dataclasses.field(default_factory=DriftConfig)
+    drift: DriftSettings = dataclasses.field(default_factory=DriftSettings)
     # Empty: Beam's DirectRunner with its defaults (one worker, in memory). Any beam_args without a flag that
     # ships the code (--sdk_container_image, --extra_packages, --setup_file, ...) make TFX build an sdist of
     # itself in every Beam stage, for remote workers (pipeline.local_runner.tfx_builds_its_own_package).
@@ -172,10 +129,10 @@ _SECTIONS = {
     "data": DataConfig,
     "training": TrainingConfig,
     "gate": GateConfig,
-    "push": PushConfig,
+    "push": PushSettings,
     "kubeflow": KubeflowConfig,
     "metadata": MetadataConfig,
-    "drift": DriftConfig,
+    "drift": DriftSettings,
 }
 
 
@@ -242,7 +199,10 @@ def _build(cls: type, table: Mapping[str, Any], prefix: str) -> Any:
     if unknown:
         raise ConfigError(f"unknown key {prefix}{unknown[0]} (known: {', '.join(sorted(fields))})")
     kwargs = {name: _coerce(prefix + name, value, fields[name]) for name, value in table.items()}
-    return cls(**kwargs)
+    try:  # a section that checks its own values (push) names the key in its message
+        return cls(**kwargs)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _check_label_map(key: str, mapping: Mapping[str, float], *, complete: bool, lo: float, hi: float) -> None:
@@ -258,7 +218,7 @@ def _check_label_map(key: str, mapping: Mapping[str, float], *, complete: bool, 
 
 def validate(config: PipelineConfig) -> None:
     """Raise ConfigError for the first invalid value found."""
-    d, t, g, p = config.data, config.training, config.gate, config.push
+    d, t, g = config.data, config.training, config.gate
     if not config.name or not config.name.replace("-", "").replace("_", "").isalnum():
         raise _fail("name", config.name, "must be letters, digits, '-' or '_'")
     if not d.input_base:
@@ -318,29 +278,6 @@ def validate(config: PipelineConfig) -> None:
     for s in g.slices:
         if s not in SLICE_FEATURES:
             raise _fail("gate.slices", list(g.slices), f"may only name {', '.join(SLICE_FEATURES)}")
-    if not p.variants or any(v not in VARIANTS for v in p.variants):
-        raise _fail("push.variants", list(p.variants), f"must be a non-empty subset of {', '.join(VARIANTS)}")
-    if p.default_variant not in p.variants:
-        raise _fail("push.default_variant", p.default_variant, f"must be one of push.variants {list(p.variants)}")
-    for key in ("size_budget_mb", "latency_budget_ms"):
-        if getattr(p, key) <= 0:
-            raise _fail(f"push.{key}", getattr(p, key), "must be > 0")
-    if not 0 <= p.damaged_recall_tolerance <= 1:
-        raise _fail("push.damaged_recall_tolerance", p.damaged_recall_tolerance, "must be in [0, 1]")
-    if p.golden_samples < 1:
-        raise _fail("push.golden_samples", p.golden_samples, "must be >= 1")
-    if p.camera_goldens_per_class < 0:
-        raise _fail("push.camera_goldens_per_class", p.camera_goldens_per_class, "must be >= 0")
-    for key in ("live_max_recall_drop", "live_max_regressions"):
-        if not 0 <= getattr(p, key) <= 1:
-            raise _fail(f"push.{key}", getattr(p, key), "must be in [0, 1] (a fraction)")
-    if p.signing_key:
-        from bucket import signing
-
-        try:
-            signing.check_source(p.signing_key)
-        except ValueError as e:  # its message never echoes a key pasted into the config
-            raise ConfigError(f"push.{e}") from None
     k = config.kubeflow
     for key in ("cpu", "memory_gb", "trainer_cpu", "trainer_memory_gb", "evaluator_cpu", "evaluator_memory_gb"):
         if getattr(k, key) <= 0:
@@ -352,22 +289,6 @@ def validate(config: PipelineConfig) -> None:
             "kubeflow.trainer_gpu_type", k.trainer_gpu_type, "must name the accelerator when trainer_gpu_count > 0"
         )
     _validate_metadata(config.metadata)
-    _validate_drift(config.drift)
-
-
-def _validate_drift(d: DriftConfig) -> None:
-    for measure in ("infinity_norm", "jensen_shannon_divergence"):
-        for feature, threshold in getattr(d, measure).items():
-            if feature not in SLICE_FEATURES:
-                raise ConfigError(
-                    f"drift.{measure} names unknown feature {feature!r} (features: {', '.join(SLICE_FEATURES)})"
-                )
-            if not 0 < threshold <= 1:
-                raise _fail(f"drift.{measure}.{feature}", threshold, "must be in (0, 1]")
-    if d.image_relative_change <= 0:
-        raise _fail("drift.image_relative_change", d.image_relative_change, "must be > 0")
-    if not 1 <= d.image_sample <= 10_000:
-        raise _fail("drift.image_sample", d.image_sample, "must be in [1, 10000]")
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

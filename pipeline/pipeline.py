@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -254,7 +253,7 @@ def create_pipeline(
             schema=schema_gen.outputs["schema"],
             input_base=inputs.input_base,
             split_pattern=SPLIT_PATTERN,
-            settings=json.dumps(dataclasses.asdict(config.drift), sort_keys=True),
+            settings=config.drift.to_json(),
         ).with_id("SpanDrift")
         if config.drift.stop_on_drift:
             transform.add_upstream_node(span_drift)
@@ -294,21 +293,8 @@ def create_pipeline(
         anomalies=example_validator.outputs["anomalies"],  # listed in the published report
         split_settings=split_settings(config),
         bucket=inputs.bucket,
-        model_name=p.model_name,
-        variants=list(p.variants),
-        default_variant=p.default_variant,
-        size_budget_bytes=int(p.size_budget_mb * 1_000_000),
-        latency_budget_ms=p.latency_budget_ms,
-        damaged_recall_tolerance=p.damaged_recall_tolerance,
-        golden_count=p.golden_samples,
-        camera_goldens_per_class=p.camera_goldens_per_class,
-        live_gate={
-            "enabled": p.live_gate,
-            "max_recall_drop": p.live_max_recall_drop,
-            "max_regressions": p.live_max_regressions,
-        },
+        settings=p,  # variants, budgets, goldens, the live gate, the signing key's source
         source_revision=source_revision or f"code:{fingerprint}",
-        signing_key=p.signing_key,  # the key's source, resolved by the executor
     )
     components = [
         example_gen,

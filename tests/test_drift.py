@@ -9,9 +9,10 @@ import json
 import numpy as np
 import pytest
 from span_helpers import Mix, gray_jpeg, write_span
+from tensorflow_metadata.proto.v0 import schema_pb2
 
 from components import drift
-from components.drift import Settings
+from components.drift_settings import DriftSettings as Settings
 from shelf_data import drift_report
 from shelf_data.drift_report import Check, DriftReport
 
@@ -67,8 +68,18 @@ def test_drift_schema_keeps_only_the_compared_features_with_their_comparators(sc
 
 
 def test_drift_schema_names_a_feature_the_schema_lacks(schema):
-    with pytest.raises(ValueError, match=r"drift compares \['aisle'\], which the schema does not have"):
-        drift.drift_schema(schema, Settings(infinity_norm={"aisle": 0.1}))
+    without = schema_pb2.Schema()
+    without.CopyFrom(schema)
+    kept = [f for f in without.feature if f.name != "lighting"]
+    del without.feature[:]
+    without.feature.extend(kept)
+    with pytest.raises(ValueError, match=r"drift compares \['lighting'\], which the schema does not have"):
+        drift.drift_schema(without, Settings(infinity_norm={"lighting": 0.1}))
+
+
+def test_settings_name_a_feature_no_photo_carries():
+    with pytest.raises(ValueError, match=r"drift.infinity_norm names unknown feature 'aisle'"):
+        Settings(infinity_norm={"aisle": 0.1})
 
 
 def test_a_shifted_device_mix_is_flagged_and_a_stable_label_mix_is_not(schema):

@@ -9,15 +9,14 @@ artifacts.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import pytest
 from span_helpers import Mix, write_span
 
 from components import drift
+from components.drift_settings import DriftSettings
 from components.example_gen.window import SPLIT_PATTERN
-from pipeline import config as config_lib
 from shelf_data import drift_report
 
 pytestmark = pytest.mark.component
@@ -38,8 +37,7 @@ def data(tmp_path_factory) -> Path:
 
 
 def _settings(**changes) -> str:
-    section = dataclasses.replace(config_lib.DriftConfig(), **changes)
-    return json.dumps(dataclasses.asdict(section))
+    return dataclasses.replace(DriftSettings(), **changes).to_json()
 
 
 def _run(data: Path, out: Path, newest: int, spans: str | None = None, **changes):

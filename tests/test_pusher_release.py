@@ -20,6 +20,7 @@ from bucket import layout, publish, versions
 from bucket import verify as bucket_verify
 from components.tflite_pusher import executor as ex
 from components.tflite_pusher import release, verification
+from components.tflite_pusher import settings as push_settings
 from shelf_data import contract
 from shelf_model import preprocessing
 from shelf_tflite import build, convert, runtime, verify
@@ -214,11 +215,11 @@ def _push(world, bucket: str, model, name: str, **props):
         pipeline_info=pipeline_pb2.PipelineInfo(id="shelf-audit"), pipeline_run_id=f"run-{name}"
     )
     properties = {
-        ex.BUCKET_KEY: bucket,
-        ex.VARIANTS_KEY: json.dumps(["fp16"]),
-        ex.DEFAULT_VARIANT_KEY: "fp16",
-        ex.GOLDEN_COUNT_KEY: 3,
-        ex.REPRESENTATIVE_COUNT_KEY: 20,
+        push_settings.BUCKET_KEY: bucket,
+        push_settings.VARIANTS_KEY: json.dumps(["fp16"]),
+        push_settings.DEFAULT_VARIANT_KEY: "fp16",
+        push_settings.GOLDEN_COUNT_KEY: 3,
+        push_settings.REPRESENTATIVE_COUNT_KEY: 20,
         **props,
     }
     ex.Executor(context).Do(inputs, {ex.PUSHED_MODEL_KEY: [pushed]}, properties)
@@ -247,7 +248,7 @@ def test_do_compares_with_live_and_refuses_a_worse_default(world, tmp_path):
     assert versions.read_latest(bucket, "shelf_audit") == manifest["version"]
 
     # The same model with the live gate off is published (and the manifest says the gate was off).
-    third = _push(world, bucket, worse, "worse-off", **{ex.LIVE_GATE_KEY: json.dumps({"enabled": False})})
+    third = _push(world, bucket, worse, "worse-off", **{push_settings.LIVE_GATE_KEY: json.dumps({"enabled": False})})
     assert third.get_int_custom_property("pushed") == 1, third.get_string_custom_property("pushed_reason")
     latest = versions.read_manifest(bucket, "shelf_audit")
     assert latest["live_gate"]["enabled"] is False and latest["live_gate"]["variants"]["fp16"]["status"] == "disabled"

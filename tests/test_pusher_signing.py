@@ -9,12 +9,12 @@ import pytest
 from test_tflite_pusher import _run, artifacts, assert_pushed  # noqa: F401 - ``artifacts`` is a fixture
 
 from bucket import history, publish, signing, verify, versions
-from components.tflite_pusher import executor as ex
+from components.tflite_pusher import settings as push_settings
 from shelf_tflite import build
 
 pytestmark = pytest.mark.component
 
-FAST = {ex.VARIANTS_KEY: json.dumps(["fp16"])}
+FAST = {push_settings.VARIANTS_KEY: json.dumps(["fp16"])}
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def key_file(tmp_path):
 def test_the_pusher_signs_with_the_configured_key_source(artifacts, tmp_path, key_file, monkeypatch):  # noqa: F811
     monkeypatch.delenv(signing.ENV_OVERRIDE, raising=False)
     bucket = str(tmp_path / "bucket")
-    pushed = _run(artifacts, bucket, name="signed", **FAST, **{ex.SIGNING_KEY_KEY: f"file:{key_file}"})
+    pushed = _run(artifacts, bucket, name="signed", **FAST, **{push_settings.SIGNING_KEY_KEY: f"file:{key_file}"})
     assert_pushed(pushed)
     signer = signing.load_signer(f"file:{key_file}")
     manifest = versions.read_manifest(bucket, "shelf_audit")
@@ -86,7 +86,8 @@ def test_the_dag_passes_the_key_source_not_the_key(tmp_path):
     config = config.replace(push=dataclasses.replace(config.push, signing_key="env:RELEASE_KEY"))
     dag = create_pipeline(config, str(tmp_path / "root"), run_inputs(config, str(tmp_path / "data"), "ram://b"))
     pusher = next(c for c in dag.components if c.id == "TFLitePusher")
-    assert pusher.exec_properties[ex.SIGNING_KEY_KEY] == "env:RELEASE_KEY"
+    assert pusher.exec_properties[push_settings.SIGNING_KEY_KEY] == "env:RELEASE_KEY"
     unsigned = config.replace(push=dataclasses.replace(config.push, signing_key=""))
     dag = create_pipeline(unsigned, str(tmp_path / "root"), run_inputs(unsigned, str(tmp_path / "data"), "ram://b"))
-    assert next(c for c in dag.components if c.id == "TFLitePusher").exec_properties[ex.SIGNING_KEY_KEY] is None
+    pusher = next(c for c in dag.components if c.id == "TFLitePusher")
+    assert pusher.exec_properties[push_settings.SIGNING_KEY_KEY] is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import uuid
@@ -19,6 +20,8 @@ from bucket import verify as bucket_verify
 from bucket import versions
 from components.tflite_pusher import TFLitePusher
 from components.tflite_pusher import executor as ex
+from components.tflite_pusher import settings as push_settings
+from components.tflite_pusher.settings import PushSettings
 from shelf_tflite import build
 from shelf_tflite import verify as tflite_verify
 
@@ -74,16 +77,16 @@ def _write_metrics(uri: str) -> None:
 
 def _props(bucket: str, **overrides) -> dict:
     props = {
-        ex.BUCKET_KEY: bucket,
-        ex.MODEL_NAME_KEY: "shelf_audit",
-        ex.VARIANTS_KEY: json.dumps(["fp16", "int8"]),
-        ex.DEFAULT_VARIANT_KEY: "fp16",
-        ex.SIZE_BUDGET_KEY: 5_000_000,
-        ex.LATENCY_BUDGET_KEY: 20.0,
-        ex.DAMAGED_TOLERANCE_KEY: 0.02,
-        ex.PARITY_TOLERANCES_KEY: json.dumps({"fp32": 1e-5, "fp16": 1e-2}),
-        ex.GOLDEN_COUNT_KEY: 4,
-        ex.REPRESENTATIVE_COUNT_KEY: 40,
+        push_settings.BUCKET_KEY: bucket,
+        push_settings.MODEL_NAME_KEY: "shelf_audit",
+        push_settings.VARIANTS_KEY: json.dumps(["fp16", "int8"]),
+        push_settings.DEFAULT_VARIANT_KEY: "fp16",
+        push_settings.SIZE_BUDGET_KEY: 5_000_000,
+        push_settings.LATENCY_BUDGET_KEY: 20.0,
+        push_settings.DAMAGED_TOLERANCE_KEY: 0.02,
+        push_settings.PARITY_TOLERANCES_KEY: json.dumps({"fp32": 1e-5, "fp16": 1e-2}),
+        push_settings.GOLDEN_COUNT_KEY: 4,
+        push_settings.REPRESENTATIVE_COUNT_KEY: 40,
         ex.SOURCE_REVISION_KEY: "abc1234",
         ex.INPUTS_DIGEST_KEY: "d" * 64,
     }
@@ -171,8 +174,10 @@ def test_not_blessed_converts_and_writes_nothing(artifacts, tmp_path):
 
 def test_default_variant_failing_drift_publishes_nothing(artifacts, tmp_path):
     bucket = str(tmp_path / "bucket")
-    # A negative tolerance makes every variant "drift" (the component itself refuses it).
-    pushed = _run(artifacts, bucket, name="drift", **{ex.DAMAGED_TOLERANCE_KEY: -0.5})
+    # A negative tolerance makes every variant "drift" (the settings themselves refuse it: set behind their back).
+    strict = tflite_verify.VerifyConfig(damaged_recall_tolerance=-0.5)
+    with mock.patch.object(ex, "verify_config", return_value=strict):
+        pushed = _run(artifacts, bucket, name="drift")
     assert_not_pushed(pushed)
     reason = pushed.get_string_custom_property("pushed_reason")
     assert reason.startswith("default variant fp16 failed verification: drift: damaged recall")
@@ -239,14 +244,21 @@ def test_component_validates_arguments_at_construction():
         model_blessing=channel_utils.as_channel([standard_artifacts.ModelBlessing()]),
         transformed_examples=channel_utils.as_channel([standard_artifacts.Examples()]),
     )
-    pusher = TFLitePusher(**channels, bucket="gs://b/models", variants=["fp16", "int8", "dynamic"])
-    assert json.loads(pusher.exec_properties[ex.VARIANTS_KEY]) == ["fp16", "int8", "dynamic"]
+    settings = PushSettings(variants=("fp16", "int8", "dynamic"))
+    pusher = TFLitePusher(**channels, bucket="gs://b/models", settings=settings)
+    assert json.loads(pusher.exec_properties[push_settings.VARIANTS_KEY]) == ["fp16", "int8", "dynamic"]
     assert pusher.outputs[ex.PUSHED_MODEL_KEY].type == standard_artifacts.PushedModel
-    with pytest.raises(ValueError, match="default_variant must be one of the variants built"):
-        TFLitePusher(**channels, bucket="b", variants=["int8"], default_variant="fp16")
-    with pytest.raises(ValueError, match="variants must be among"):
-        TFLitePusher(**channels, bucket="b", variants=["fp16", "int4"])
+    # The executor reads back exactly the settings the component was given.
+    assert PushSettings.from_exec_properties(pusher.exec_properties) == dataclasses.replace(
+        settings, bucket="gs://b/models"
+    )
+    with pytest.raises(ValueError, match="push.default_variant must be one of push.variants"):
+        PushSettings(variants=("int8",), default_variant="fp16")
+    with pytest.raises(ValueError, match="push.variants must be a non-empty subset"):
+        PushSettings(variants=("fp16", "int4"))
     with pytest.raises(ValueError, match="bucket"):
         TFLitePusher(**channels, bucket="")
     with pytest.raises(ValueError, match="damaged_recall_tolerance"):
-        TFLitePusher(**channels, bucket="b", damaged_recall_tolerance=-0.1)
+        PushSettings(damaged_recall_tolerance=-0.1)
+    with pytest.raises(ValueError, match="push.model_name must be a plain folder name"):
+        PushSettings(model_name="../x")

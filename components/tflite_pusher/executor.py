@@ -25,7 +25,6 @@ written to the bucket.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from typing import Any
@@ -39,11 +38,11 @@ from tfx.types import artifact_utils, standard_component_specs
 from bucket import layout, publish, signing, versions
 from bucket.live import find_live_model
 from components.tflite_pusher import live_gate, release, verification
+from components.tflite_pusher.settings import PushSettings
 from report import pusher as run_report
 from report.tfma_reader import EvaluationView, load_evaluation
 from shelf_data.contract import LABELS
 from shelf_tflite import convert, runtime
-from shelf_tflite import variants as push_defaults
 from shelf_tflite.verify import VerifyConfig
 
 # Input/output keys: the stock ones where the meaning is the same.
@@ -55,81 +54,23 @@ MODEL_EVALUATION_KEY = "model_evaluation"
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY  # ExampleGen's output, for the lineage
 DRIFT_KEY = "drift"  # SpanDrift's report, for the manifest's "drift" block
 
-# Execution parameters.
-BUCKET_KEY = "bucket"
-MODEL_NAME_KEY = "model_name"
-VARIANTS_KEY = "variants"  # JSON list
-DEFAULT_VARIANT_KEY = "default_variant"
-SIZE_BUDGET_KEY = "size_budget_bytes"
-LATENCY_BUDGET_KEY = "latency_budget_ms"
-DAMAGED_TOLERANCE_KEY = "damaged_recall_tolerance"
-PARITY_TOLERANCES_KEY = "parity_tolerances"  # JSON object
-GOLDEN_COUNT_KEY = "golden_count"
-REPRESENTATIVE_COUNT_KEY = "representative_count"
+# Execution parameters that record the run rather than configure the push (the settings' own:
+# components.tflite_pusher.settings).
 SOURCE_REVISION_KEY = "source_revision"
 INPUTS_DIGEST_KEY = "inputs_digest"
 SPLIT_SETTINGS_KEY = "split_settings"  # JSON: hash buckets per split, partition feature, training seed
-SIGNING_KEY_KEY = "signing_key"  # the key's source (file:/env:/gcpkms://), never the key itself
 ANOMALIES_KEY = standard_component_specs.ANOMALIES_KEY  # ExampleValidator's output, for the report
 STATISTICS_KEY = standard_component_specs.STATISTICS_KEY  # StatisticsGen's output: counts per split and class
-LIVE_GATE_KEY = "live_gate"  # JSON: enabled, max_recall_drop, max_regressions (live_gate.LiveGateConfig)
-CAMERA_PER_CLASS_KEY = "camera_goldens_per_class"  # original eval photos per class kept as camera goldens
 
 
-@dataclasses.dataclass(frozen=True)
-class PushConfig:
-    """Plain values the executor works from (parsed once from exec properties)."""
-
-    bucket: str
-    model_name: str = push_defaults.MODEL_NAME
-    variants: tuple[str, ...] = push_defaults.DEFAULT_VARIANTS
-    default_variant: str = push_defaults.DEFAULT_VARIANT
-    verify: VerifyConfig = dataclasses.field(default_factory=VerifyConfig)
-    golden_count: int = push_defaults.GOLDEN_COUNT
-    representative_count: int = push_defaults.REPRESENTATIVE_COUNT
-    source_revision: str = ""
-    inputs_digest: str = ""
-    split_settings: str = ""
-    signing_key: str = ""
-    live_gate: live_gate.LiveGateConfig = dataclasses.field(default_factory=live_gate.LiveGateConfig)
-    camera_per_class: int = push_defaults.CAMERA_GOLDENS_PER_CLASS
-
-    @classmethod
-    def from_exec_properties(cls, props: dict[str, Any]) -> PushConfig:
-        if not props.get(BUCKET_KEY):
-            raise ValueError(
-                f"the model bucket is empty: set the pipeline's bucket. Received bucket={props.get(BUCKET_KEY)!r}"
-            )
-        defaults = cls(bucket=props[BUCKET_KEY])
-        tolerances = props.get(PARITY_TOLERANCES_KEY)
-        return cls(
-            bucket=props[BUCKET_KEY],
-            model_name=props.get(MODEL_NAME_KEY) or defaults.model_name,
-            variants=tuple(json.loads(props[VARIANTS_KEY])) if props.get(VARIANTS_KEY) else defaults.variants,
-            default_variant=props.get(DEFAULT_VARIANT_KEY) or defaults.default_variant,
-            verify=VerifyConfig(
-                size_budget_bytes=int(props.get(SIZE_BUDGET_KEY) or defaults.verify.size_budget_bytes),
-                latency_budget_ms=float(props.get(LATENCY_BUDGET_KEY) or defaults.verify.latency_budget_ms),
-                damaged_recall_tolerance=float(
-                    props[DAMAGED_TOLERANCE_KEY]
-                    if props.get(DAMAGED_TOLERANCE_KEY) is not None
-                    else defaults.verify.damaged_recall_tolerance
-                ),
-                parity_tolerances=json.loads(tolerances) if tolerances else dict(defaults.verify.parity_tolerances),
-            ),
-            golden_count=int(props.get(GOLDEN_COUNT_KEY) or defaults.golden_count),
-            representative_count=int(props.get(REPRESENTATIVE_COUNT_KEY) or defaults.representative_count),
-            source_revision=props.get(SOURCE_REVISION_KEY) or "",
-            inputs_digest=props.get(INPUTS_DIGEST_KEY) or "",
-            split_settings=props.get(SPLIT_SETTINGS_KEY) or "",
-            signing_key=props.get(SIGNING_KEY_KEY) or "",
-            live_gate=live_gate.LiveGateConfig(**json.loads(props[LIVE_GATE_KEY]))
-            if props.get(LIVE_GATE_KEY)
-            else defaults.live_gate,
-            camera_per_class=int(
-                defaults.camera_per_class if props.get(CAMERA_PER_CLASS_KEY) is None else props[CAMERA_PER_CLASS_KEY]
-            ),
-        )
+def verify_config(settings: PushSettings) -> VerifyConfig:
+    """The budgets and tolerances verification checks each variant against."""
+    return VerifyConfig(
+        size_budget_bytes=settings.size_budget_bytes,
+        latency_budget_ms=settings.latency_budget_ms,
+        damaged_recall_tolerance=settings.damaged_recall_tolerance,
+        parity_tolerances=dict(settings.parity_tolerances),
+    )
 
 
 class Executor(pusher_executor.Executor):
@@ -147,11 +88,11 @@ class Executor(pusher_executor.Executor):
             input_dict: ``model``, ``model_blessing``, ``transformed_examples`` and, optionally,
                 ``model_evaluation``, ``examples`` (ExampleGen's), ``statistics``, ``anomalies``, ``drift``.
             output_dict: ``pushed_model``.
-            exec_properties: see the ``*_KEY`` constants of this module.
+            exec_properties: the settings (:class:`PushSettings`) and the run's record (``*_KEY`` here).
         """
         self._log_startup(input_dict, output_dict, exec_properties)
         model_push = artifact_utils.get_single_instance(output_dict[PUSHED_MODEL_KEY])
-        config = PushConfig.from_exec_properties(exec_properties)
+        settings = PushSettings.from_exec_properties(exec_properties)
         evaluation = self._evaluation(input_dict)
 
         # 1. Not blessed: nothing converted, nothing written.
@@ -165,68 +106,72 @@ class Executor(pusher_executor.Executor):
         # 2. Same model already in the bucket (a re-run found the previous blessed model): a no-op.
         model_path = self.GetModelPath(input_dict)
         fingerprint = release.saved_model_fingerprint(model_path)
-        if self._already_published(model_push, config, fingerprint):
+        if self._already_published(model_push, settings, fingerprint):
             return
         # The signing key is loaded before any work, so a bad key fails fast (its source is named, never its value).
-        signer = self._signer(config)
+        signer = self._signer(settings)
 
         # 3. Convert and verify every variant on the eval split.
         examples = artifact_utils.get_single_instance(input_dict[TRANSFORMED_EXAMPLES_KEY])
         # Loaded once for the eval reference, the converters, the camera goldens and the report's gallery
         # (~1 s each time).
         saved_model = convert.load_saved_model(model_path)
-        data = verification.load_eval_data(saved_model, examples, config.representative_count, config.golden_count)
-        verified = verification.convert_and_verify(model_path, config.variants, data, config.verify, loaded=saved_model)
-        if not verified.passed(config.default_variant):
-            reasons = verified.reports[config.default_variant].reasons
+        data = verification.load_eval_data(
+            saved_model, examples, settings.representative_count, settings.golden_samples
+        )
+        verified = verification.convert_and_verify(
+            model_path, settings.variants, data, verify_config(settings), loaded=saved_model
+        )
+        if not verified.passed(settings.default_variant):
+            reasons = verified.reports[settings.default_variant].reasons
             self._not_pushed(
-                model_push, f"default variant {config.default_variant} failed verification: " + "; ".join(reasons)
+                model_push, f"default variant {settings.default_variant} failed verification: " + "; ".join(reasons)
             )
             return
 
         # 4. Compare with what is live at LATEST.
-        live = self._compare_with_live(config, verified, data)
-        default_live = live.get(config.default_variant) or {}
+        live = self._compare_with_live(settings, verified, data)
+        default_live = live.get(settings.default_variant) or {}
         if default_live.get("passed") is False:
             self._not_pushed(
                 model_push,
-                f"default variant {config.default_variant} is worse than the live model "
+                f"default variant {settings.default_variant} is worse than the live model "
                 f"{(default_live.get('live') or {}).get('version')}: " + "; ".join(default_live.get("reasons") or []),
             )
             return
 
         # 5. Assemble the release in memory, then publish it atomically.
-        files, variant_entries = release.model_files(verified, config.default_variant, live)
-        image_shape = runtime.input_image_shape(verified.blobs[config.default_variant])
-        golden = release.golden_files(files, data, config.default_variant)
+        files, variant_entries = release.model_files(verified, settings.default_variant, live)
+        image_shape = runtime.input_image_shape(verified.blobs[settings.default_variant])
+        golden = release.golden_files(files, data, settings.default_variant)
         # Camera goldens help the app test its preprocessing; a failure to make them never blocks a release (logged).
         camera = release.best_effort(
             release.camera_goldens,
             input_dict.get(EXAMPLES_KEY),
-            config.camera_per_class,
+            settings.camera_goldens_per_class,
             saved_model,
             files,
-            config.default_variant,
+            settings.default_variant,
         )
         golden.update(camera or {})
         manifest = release.manifest(
-            model_name=config.model_name,
-            default_variant=config.default_variant,
+            model_name=settings.model_name,
+            default_variant=settings.default_variant,
             variants=variant_entries,
             gate_metrics=evaluation.gate_metrics() if evaluation else self._no_gate_metrics(input_dict),
-            lineage=self._lineage(input_dict, config, fingerprint),
+            lineage=self._lineage(input_dict, exec_properties, fingerprint),
             image_shape=image_shape,
-            verification=release.verification_block(config.verify, data),
-            live_gate={**config.live_gate.to_dict(), "variants": live},
+            verification=release.verification_block(verify_config(settings), data),
+            live_gate={**settings.live_gate_config().to_dict(), "variants": live},
             drift=release.drift_block(input_dict.get(DRIFT_KEY)),
-            splits=release.splits_block(config.split_settings, input_dict.get(STATISTICS_KEY)),
+            splits=release.splits_block(exec_properties.get(SPLIT_SETTINGS_KEY) or "", input_dict.get(STATISTICS_KEY)),
             data_quality=release.data_quality_block(input_dict.get(EXAMPLES_KEY)),
         )
         # The HTML run report goes in the version; built in memory first, {} when it failed (logged loudly).
         extra_files = run_report.report_files(input_dict, manifest, model_dir=model_path, model=saved_model)
         result = publish.publish(
-            config.bucket,
-            config.model_name,
+            settings.bucket,
+            settings.model_name,
             files,
             manifest,
             golden=golden,
@@ -234,33 +179,33 @@ class Executor(pusher_executor.Executor):
             signer=signer,
             extra_files=extra_files,
         )
-        published = versions.read_manifest(config.bucket, config.model_name, result.version)
-        self._pushed(model_push, config, published, result.message, extra_files)
+        published = versions.read_manifest(settings.bucket, settings.model_name, result.version)
+        self._pushed(model_push, settings, published, result.message, extra_files)
 
     # -- steps -----------------------------------------------------------
 
-    def _already_published(self, model_push: types.Artifact, config: PushConfig, fingerprint: str) -> bool:
+    def _already_published(self, model_push: types.Artifact, settings: PushSettings, fingerprint: str) -> bool:
         """A version of this SavedModel is in the bucket: mark it pushed, write nothing new.
 
         A publish that was killed after its manifest landed is finished (event recorded,
         LATEST settled from the history), so a deliberate rollback survives re-runs.
         """
-        existing = versions.find_version_by_fingerprint(config.bucket, config.model_name, fingerprint)
+        existing = versions.find_version_by_fingerprint(settings.bucket, settings.model_name, fingerprint)
         if existing is None:
             return False
-        manifest = versions.read_manifest(config.bucket, config.model_name, existing)
-        finished = publish.finish_interrupted(config.bucket, config.model_name, existing)
+        manifest = versions.read_manifest(settings.bucket, settings.model_name, existing)
+        finished = publish.finish_interrupted(settings.bucket, settings.model_name, existing)
         reason = (
             finished
             if finished.startswith("finished")
             else f"model {fingerprint[:12]} already published as {existing}; nothing written"
         )
-        self._pushed(model_push, config, manifest, reason)
+        self._pushed(model_push, settings, manifest, reason)
         return True
 
     @staticmethod
     def _compare_with_live(
-        config: PushConfig, verified: verification.Verified, data: verification.EvalData
+        settings: PushSettings, verified: verification.Verified, data: verification.EvalData
     ) -> dict[str, dict[str, Any]]:
         """Each verified variant against the live model on the eval split: variant -> the comparison's record."""
         results: dict[str, dict[str, Any]] = {}
@@ -269,7 +214,7 @@ class Executor(pusher_executor.Executor):
             if not report.passed:
                 continue
             live, why = (
-                find_live_model(config.bucket, config.model_name, variant) if config.live_gate.enabled else (None, "")
+                find_live_model(settings.bucket, settings.model_name, variant) if settings.live_gate else (None, "")
             )
             result = live_gate.gate_variant(
                 verified.blobs[variant],
@@ -277,7 +222,7 @@ class Executor(pusher_executor.Executor):
                 live,
                 data.images,
                 data.labels,
-                config.live_gate,
+                settings.live_gate_config(),
                 LABELS,
                 live_probs_cache=cache,
                 live_reason=why,
@@ -291,9 +236,9 @@ class Executor(pusher_executor.Executor):
     # -- helpers ---------------------------------------------------------
 
     @staticmethod
-    def _signer(config: PushConfig) -> signing.Signer | None:
+    def _signer(settings: PushSettings) -> signing.Signer | None:
         """The manifest signer from ``$SHELF_AUDIT_SIGNING_KEY`` or the ``signing_key`` property; None: unsigned."""
-        source = signing.resolve_source(config.signing_key)
+        source = signing.resolve_source(settings.signing_key)
         if source is None:
             logging.warning("TFLitePusher: no signing key configured: the version will be unsigned")
             return None
@@ -320,7 +265,9 @@ class Executor(pusher_executor.Executor):
             return {"source": None, "note": "no model_evaluation input"}
         return {"source": artifact_utils.get_single_uri(evaluations), "note": "could not read the evaluation metrics"}
 
-    def _lineage(self, input_dict: dict[str, list[types.Artifact]], config: PushConfig, fingerprint: str) -> dict:
+    def _lineage(
+        self, input_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any], fingerprint: str
+    ) -> dict:
         context = getattr(self, "_context", None)
         return release.build_lineage(
             input_dict,
@@ -329,21 +276,21 @@ class Executor(pusher_executor.Executor):
             pipeline_name=context.pipeline_info.id if context and context.pipeline_info else None,
             pipeline_run_id=context.pipeline_run_id if context else None,
             pipeline_node=context.pipeline_node.node_info.id if context and context.pipeline_node else None,
-            source_revision=config.source_revision,
-            inputs_digest=config.inputs_digest,
+            source_revision=exec_properties.get(SOURCE_REVISION_KEY) or "",
+            inputs_digest=exec_properties.get(INPUTS_DIGEST_KEY) or "",
             savedmodel_fingerprint=fingerprint,
         )
 
     def _pushed(
         self,
         model_push: types.Artifact,
-        config: PushConfig,
+        settings: PushSettings,
         manifest: dict,
         reason: str,
         extra_files: dict[str, bytes] | None = None,
     ) -> None:
         version = manifest["version"]
-        destination = layout.version_dir(config.bucket, config.model_name, version)
+        destination = layout.version_dir(settings.bucket, settings.model_name, version)
         default = manifest["variants"][manifest["default_variant"]]
         self._MarkPushed(model_push, pushed_destination=destination, pushed_version=version)
         model_push.set_string_custom_property("pushed_reason", reason)

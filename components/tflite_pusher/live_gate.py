@@ -41,13 +41,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from bucket.live import LiveModel
+from components.tflite_pusher.settings import LiveGateConfig
 
 log = logging.getLogger(__name__)
 
@@ -63,40 +63,6 @@ STATUSES: tuple[str, ...] = (COMPARED, NO_LIVE_MODEL, NOT_COMPARABLE, DISABLED)
 _EPSILON = 1e-9
 # Rounding of the floats in to_dict (the manifest): enough for any eval split, readable.
 _DIGITS = 6
-
-
-def _check_fraction(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number between 0 and 1. Received {name}={value!r}")
-    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be between 0 and 1 (a fraction, not a percentage). Received {name}={value!r}")
-
-
-@dataclasses.dataclass(frozen=True)
-class LiveGateConfig:
-    """Thresholds of the live gate.
-
-    Attributes:
-        enabled: run the gate at all (off: every result is ``"disabled"``).
-        max_recall_drop: largest allowed drop of any class's recall,
-            candidate vs live, absolute (0.02 = two points).
-        max_regressions: largest allowed fraction of eval photos the live
-            model gets right and the candidate gets wrong.
-    """
-
-    enabled: bool = True
-    max_recall_drop: float = 0.02
-    max_regressions: float = 0.01
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.enabled, bool):
-            raise ValueError(f"enabled must be true or false. Received enabled={self.enabled!r}")
-        _check_fraction("max_recall_drop", self.max_recall_drop)
-        _check_fraction("max_regressions", self.max_regressions)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready thresholds (recorded with each comparison)."""
-        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True)
