@@ -43,8 +43,7 @@ from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 
 from components.drift_settings import DriftSettings
-from components.example_gen import window
-from shelf_data import contract
+from shelf_data import contract, window
 from shelf_data import spans as spans_lib
 from shelf_data.drift_report import Check, DriftReport, write_report
 

@@ -10,7 +10,6 @@ and environment.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from typing import Any
 
@@ -88,7 +87,7 @@ def compile_spec(
     # TFX leaves the defaults out of the spec (they would go in a job envelope);
     # a pipeline package must carry them itself, in root.inputDefinitions.
     declared = spec["root"]["inputDefinitions"]["parameters"]
-    for parameter in dataclasses.astuple(inputs):
+    for parameter in inputs.values():
         declared[parameter.name]["defaultValue"] = parameter.default
     for executor_label, executor in spec["deploymentSpec"]["executors"].items():
         if "container" in executor:

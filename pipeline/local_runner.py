@@ -24,7 +24,7 @@ from tfx.orchestration.portable import runtime_parameter_utils
 
 from pipeline import config as config_lib
 from pipeline import metadata_store
-from pipeline.pipeline import create_pipeline, run_inputs
+from pipeline.pipeline import RunInputs, create_pipeline, run_inputs
 
 log = logging.getLogger("shelf_audit.run")
 
@@ -101,6 +101,7 @@ def run(
     source_revision: str = "",
     metadata_password: str | None = None,
     run_id: str | None = None,
+    inputs: RunInputs | None = None,
 ) -> metadata_store_pb2.ConnectionConfig:
     """Run the pipeline under ``home``; return the ML Metadata connection it wrote to.
 
@@ -110,6 +111,8 @@ def run(
         source_revision: code revision recorded in the bucket manifest's lineage.
         metadata_password: the MySQL password (``metadata.kind = "mysql"``), read from the environment by the CLI.
         run_id: the run's id (default :func:`new_run_id`); the run summary reads the run by it.
+        inputs: the run inputs with the span window already resolved (``shelf-audit run`` resolves it once);
+            None: made from the config here.
 
     Raises:
         MetadataStoreError: the store cannot be opened (before any stage runs).
@@ -128,7 +131,8 @@ def run(
             list(config.beam_args),
             "/".join(f"--{name}" for name in _CODE_SHIPPING_OPTIONS),
         )
-    inputs = run_inputs(config, os.path.abspath(config.data.input_base), config.push.bucket or paths.bucket)
+    if inputs is None:
+        inputs = run_inputs(config, os.path.abspath(config.data.input_base), config.push.bucket or paths.bucket)
     dag = create_pipeline(
         config,
         pipeline_root=paths.pipeline_root,

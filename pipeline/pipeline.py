@@ -29,7 +29,6 @@ import shelf_model
 from components.data_gate import DataGate
 from components.drift import SpanDrift
 from components.example_gen.component import SpanWindowExampleGen
-from components.example_gen.window import SPLIT_NAME, SPLIT_PATTERN, resolve_range_config_json
 from components.schema_importer import CuratedSchemaGen, package_schema_uri
 from components.tflite_pusher import TFLitePusher
 from components.trainer import Trainer
@@ -38,7 +37,8 @@ from pipeline import inputs_digest as digest_lib
 from pipeline.config import DataConfig, GateConfig, PipelineConfig
 from pipeline.eval_config import build_eval_config
 from shelf_data import spans as spans_lib
-from shelf_data import splits
+from shelf_data import splits, window
+from shelf_data.window import SPLIT_NAME, SPLIT_PATTERN
 
 log = logging.getLogger("shelf_audit.pipeline")
 
@@ -77,6 +77,12 @@ class RunInputs:
     range_config: Value  # RangeConfig JSON ("" = the latest span); on a local run, the concrete static range
     bucket: Value  # model bucket
     epochs: Value
+    # The span window resolved once for a local run (None in a compiled spec, or when nothing matched yet).
+    resolution: window.Resolution | None = None
+
+    def values(self) -> tuple[Value, ...]:
+        """The inputs a compiled spec takes as runtime parameters, in order."""
+        return (self.input_base, self.range_config, self.bucket, self.epochs)
 
 
 def range_config_json(data: DataConfig) -> str:
@@ -87,22 +93,18 @@ def range_config_json(data: DataConfig) -> str:
     return spans_lib.to_json(spans_lib.parse(data.spans))
 
 
-def resolved_range_config(data: DataConfig, input_base: str) -> str:
-    """The span selection resolved against the spans under ``input_base``: a static range, first to last span read.
+def run_inputs(
+    config: PipelineConfig,
+    data_root: str | None = None,
+    bucket: str | None = None,
+    resolution: window.Resolution | None = None,
+) -> RunInputs:
+    """Concrete run inputs from the config, with the data root and bucket optionally overridden.
 
+    The span selection (``data.spans``) is resolved against the spans under the data root, unless
+    ``resolution`` already holds it: ExampleGen then reads exactly that window, as a static range.
     With no matching span yet the selection stays as configured (logged): ExampleGen resolves it
     when it runs and names the folder and the spans present if there is still nothing to read.
-    """
-    selection = range_config_json(data)
-    try:
-        return resolve_range_config_json(input_base, selection, SPLIT_PATTERN)
-    except ValueError as e:
-        log.warning("span selection %s not resolved while building the pipeline: %s", data.spans, e)
-        return selection
-
-
-def run_inputs(config: PipelineConfig, data_root: str | None = None, bucket: str | None = None) -> RunInputs:
-    """Concrete run inputs from the config, with the data root and bucket optionally overridden.
 
     Raises:
         ValueError: no bucket given here or in ``config.push.bucket``.
@@ -111,33 +113,38 @@ def run_inputs(config: PipelineConfig, data_root: str | None = None, bucket: str
     if not bucket:
         raise ValueError("no model bucket: set push.bucket in the config or pass bucket=")
     input_base = data_root or config.data.input_base
+    if resolution is None:
+        try:
+            resolution = window.resolve(input_base, window.input_config(), spans_lib.parse(config.data.spans))
+        except ValueError as e:
+            log.warning("span selection %s not resolved while building the pipeline: %s", config.data.spans, e)
     return RunInputs(
         input_base=input_base,
-        range_config=resolved_range_config(config.data, input_base),
+        range_config=resolution.range_config_json if resolution else range_config_json(config.data),
         bucket=bucket,
         epochs=config.training.epochs,
+        resolution=resolution,
     )
 
 
 def inputs_digest(config: PipelineConfig, inputs: RunInputs) -> digest_lib.InputsDigest:
     """The inputs digest of a run (:mod:`pipeline.inputs_digest`): selected spans, code and config.
 
-    ``inputs`` must hold concrete values (a local run), not runtime parameters.
+    ``inputs`` must hold a resolved span window (a local run), not runtime parameters.
 
     Raises:
-        ValueError: no span matches the selection, or ``inputs`` holds runtime parameters.
+        ValueError: ``inputs`` holds no resolved span window (a compiled spec, or no span matched).
     """
-    if not isinstance(inputs.input_base, str) or not isinstance(inputs.range_config, str):
-        raise ValueError("the inputs digest needs concrete input_base and range_config, not runtime parameters")
-    return digest_lib.compute(
-        config, inputs.input_base, inputs.range_config, code_fingerprint(), SPLIT_PATTERN, SPLIT_NAME
-    )
+    if inputs.resolution is None:
+        raise ValueError("the inputs digest needs the run's resolved span window: no span matched, or a compiled spec")
+    return digest_lib.compute(config, inputs.resolution, code_fingerprint())
 
 
 def _digest_for_manifest(config: PipelineConfig, inputs: RunInputs) -> str:
     """The digest recorded by the pusher; "" when it cannot be known at construction (logged, never silent)."""
-    if isinstance(inputs.input_base, data_types.RuntimeParameter) or isinstance(
-        inputs.range_config, data_types.RuntimeParameter
+    if inputs.resolution is None and (
+        isinstance(inputs.input_base, data_types.RuntimeParameter)
+        or isinstance(inputs.range_config, data_types.RuntimeParameter)
     ):
         return ""  # a compiled spec: the data is only known on the cluster
     try:

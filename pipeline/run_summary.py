@@ -18,13 +18,13 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
 from components import split_stats
-from components.example_gen.window import SPANS_PROPERTY
 from pipeline.lineage import custom_property
 from pipeline.metadata_store import PIPELINE_RUN_CONTEXT, run_pipeline_root
 from report.tfma_reader import GateRow, load_evaluation
 from shelf_data import bad_records
 from shelf_data.drift_report import DriftReport, read_report
 from shelf_data.spans import format_spans
+from shelf_data.window import SPANS_PROPERTY
 
 # Slices smaller than this are too noisy to call "worst"; they stay in the TFMA output.
 MIN_SLICE_EXAMPLES = 30

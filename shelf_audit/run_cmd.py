@@ -15,11 +15,16 @@ import logging
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from pipeline import config as config_lib
 from shelf_audit import home_lock
 from shelf_audit.exit_codes import EXIT_BUSY, EXIT_ERROR, EXIT_NOT_BLESSED, EXIT_OK
 from shelf_audit.heartbeat import StageHeartbeat
+
+if TYPE_CHECKING:
+    from pipeline.pipeline import RunInputs
+    from shelf_data import window
 
 log = logging.getLogger("shelf_audit.run")
 
@@ -113,7 +118,7 @@ def _redact_passwords_in_logs() -> None:
             handler.addFilter(RedactPasswords())
 
 
-def nothing_new(config: config_lib.PipelineConfig, home: str) -> str | None:
+def nothing_new(config: config_lib.PipelineConfig, inputs: RunInputs) -> str | None:
     """``nothing new since <version> (spans ...)`` when a published version has this run's inputs digest, else None.
 
     The digest (:mod:`pipeline.inputs_digest`) covers the selected spans' input
@@ -122,12 +127,9 @@ def nothing_new(config: config_lib.PipelineConfig, home: str) -> str | None:
     read, the reason is logged and the answer is None: the pipeline runs.
     """
     from pipeline import inputs_digest as digest_lib
-    from pipeline import local_runner
-    from pipeline.pipeline import inputs_digest, run_inputs
+    from pipeline.pipeline import inputs_digest
 
-    paths = local_runner.LocalPaths(os.path.abspath(home))
-    try:  # the same run inputs local_runner.run builds
-        inputs = run_inputs(config, os.path.abspath(config.data.input_base), config.push.bucket or paths.bucket)
+    try:
         digest = inputs_digest(config, inputs)
         found = digest_lib.find_published(str(inputs.bucket), config.push.model_name, digest.digest)
     except Exception as e:  # noqa: BLE001 - the check is an optimisation: on any doubt, run.
@@ -147,16 +149,19 @@ def nothing_new(config: config_lib.PipelineConfig, home: str) -> str | None:
     return f"nothing new since {found[0]} (spans {spans})"
 
 
-def span_problem(config: config_lib.PipelineConfig, data_root: str) -> str:
-    """Why the run's span selection cannot be read under ``data_root`` (no span, an empty span folder), or ""."""
-    from components.example_gen import window
+def resolve_spans(config: config_lib.PipelineConfig, data_root: str) -> window.Resolution:
+    """The run's span window under ``data_root``: resolved once, here, and passed on to every stage.
+
+    Raises:
+        ValueError: the selection cannot be read (no span, an empty span folder): ``cannot read the spans (...): ...``.
+    """
     from shelf_data import spans as spans_lib
+    from shelf_data import window
 
     try:
-        window.resolve(data_root, window.input_config(), spans_lib.parse(config.data.spans))
+        return window.resolve(data_root, window.input_config(), spans_lib.parse(config.data.spans))
     except ValueError as e:
-        return f"cannot read the spans ({config.data.spans}): {e}"
-    return ""
+        raise ValueError(f"cannot read the spans ({config.data.spans}): {e}") from None
 
 
 def bucket_problem(config: config_lib.PipelineConfig, home: str) -> str:
@@ -202,7 +207,7 @@ def run_pipeline(config: config_lib.PipelineConfig, home: str, force: bool = Fal
 
     with heap.frozen_after_imports():  # TensorFlow, TFX, Beam, TFMA: ~8 full collections otherwise
         from pipeline import local_runner, metadata_store, run_summary
-        from pipeline.pipeline import gate_eval_config, split_settings
+        from pipeline.pipeline import gate_eval_config, run_inputs, split_settings
         from shelf_audit import preflight
 
         # What later stages import when they start, imported now: a library this machine lacks stops the run here.
@@ -235,16 +240,18 @@ def run_pipeline(config: config_lib.PipelineConfig, home: str, force: bool = Fal
         except metadata_store.MetadataStoreError as e:
             log.error("%s", e)
             return EXIT_ERROR
-    problem = span_problem(config, data_root)
-    if problem:  # an empty or missing span: said before anything is built (and before "nothing new")
-        log.error("%s", problem)
+    try:  # an empty or missing span: said before anything is built (and before "nothing new")
+        resolution = resolve_spans(config, data_root)
+    except ValueError as e:
+        log.error("%s", e)
         return EXIT_ERROR
+    paths = local_runner.LocalPaths(os.path.abspath(home))
+    inputs = run_inputs(config, data_root, config.push.bucket or paths.bucket, resolution)
     if not force:
-        since = nothing_new(config, home)
+        since = nothing_new(config, inputs)
         if since:
             print(since, flush=True)
             return EXIT_OK
-    paths = local_runner.LocalPaths(os.path.abspath(home))
     store = metadata_store.describe(config.metadata, paths.home)
     log.info("running %s on %s; home %s; ML Metadata %s", config.name, data_root, paths.home, store)
     started = time.time()
@@ -252,7 +259,7 @@ def run_pipeline(config: config_lib.PipelineConfig, home: str, force: bool = Fal
     heartbeat = StageHeartbeat().start()  # "<stage> still running, m:ss elapsed" every 30 s of a long stage
     try:
         connection = local_runner.run(
-            config, home, source_revision=git_revision(), metadata_password=password, run_id=run_id
+            config, home, source_revision=git_revision(), metadata_password=password, run_id=run_id, inputs=inputs
         )
     except Exception as e:  # noqa: BLE001 - any stage failure ends the run with its message.
         log.error("run failed after %.0fs: %s", time.time() - started, stage_error_text(e))

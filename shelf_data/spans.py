@@ -13,7 +13,7 @@ The RangeConfig JSON is what travels: the ``range_config`` runtime parameter
 of a compiled Kubeflow spec and ImportExampleGen's ``range_config`` execution
 property. This module is plain Python (no TFX import) so that the config and
 the CLI can validate a selection cheaply; resolving a window against the
-files is :mod:`components.example_gen.window`.
+files is :mod:`shelf_data.window`.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ import pytest
 from span_helpers import gray_jpeg
 
 from components import data_gate
-from components.example_gen import record_check, window
-from shelf_data import bad_records, spans
+from components.example_gen import record_check
+from shelf_data import bad_records, spans, window
 from shelf_data.contract import PhotoRecord, make_example
 
 pytestmark = pytest.mark.unit
@@ -244,10 +244,11 @@ def test_the_run_command_names_an_empty_span_before_building_anything(tmp_path):
     from span_helpers import Mix, write_span
 
     from pipeline import config as config_lib
-    from shelf_audit.run_cmd import span_problem
+    from shelf_audit.run_cmd import resolve_spans
 
     write_span(tmp_path, 1, Mix(count=2))
     config = config_lib.PipelineConfig()
-    assert span_problem(config, str(tmp_path)) == ""
+    assert resolve_spans(config, str(tmp_path)).spans == (1,)
     (tmp_path / "span-2").mkdir()
-    assert span_problem(config, str(tmp_path)).startswith("cannot read the spans (latest): span 2: span-2/ holds no")
+    with pytest.raises(ValueError, match=r"^cannot read the spans \(latest\): span 2: span-2/ holds no"):
+        resolve_spans(config, str(tmp_path))

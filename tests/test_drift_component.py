@@ -16,8 +16,8 @@ from span_helpers import Mix, write_span
 
 from components import drift
 from components.drift_settings import DriftSettings
-from components.example_gen.window import SPLIT_PATTERN
 from shelf_data import drift_report
+from shelf_data.window import SPLIT_PATTERN
 
 pytestmark = pytest.mark.component
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from span_helpers import Mix, count_records, write_span
 
-from components.example_gen import component, executor, window
-from shelf_data import bad_records, spans
+from components.example_gen import component, executor
+from shelf_data import bad_records, spans, window
 
 pytestmark = pytest.mark.component
 

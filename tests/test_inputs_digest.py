@@ -15,6 +15,8 @@ import pytest
 from pipeline import config as config_lib
 from pipeline import inputs_digest as digest_lib
 from pipeline import pipeline as pipeline_lib
+from shelf_data import spans as spans_lib
+from shelf_data import window
 
 pytestmark = pytest.mark.unit
 
@@ -41,9 +43,13 @@ def _config(base: Path, **sections) -> config_lib.PipelineConfig:
 
 def _digest(config: config_lib.PipelineConfig, code: str = "code-1") -> digest_lib.InputsDigest:
     inputs = pipeline_lib.run_inputs(config, config.data.input_base, "unused-bucket")
-    return digest_lib.compute(
-        config, inputs.input_base, inputs.range_config, code, pipeline_lib.SPLIT_PATTERN, pipeline_lib.SPLIT_NAME
-    )
+    return digest_lib.compute(config, inputs.resolution, code)
+
+
+def _select(base: Path, range_config: str) -> tuple[digest_lib.SpanInput, ...]:
+    """The spans the digest records for ``range_config`` (RangeConfig JSON, "" = latest) under ``base``."""
+    resolution = window.resolve(str(base), window.input_config(), spans_lib.from_value(range_config))
+    return digest_lib.compute(config_lib.PipelineConfig(), resolution, "code-1").spans
 
 
 def _example_gen_resolves(base: Path, range_config: str) -> dict:
@@ -65,7 +71,7 @@ def _example_gen_resolves(base: Path, range_config: str) -> dict:
 def test_fingerprint_is_the_one_import_example_gen_computes(tmp_path, range_config):
     base = _spans(tmp_path / "data", 1, 2)
     _write(base / "span-2" / "data-extra.tfrecord.gz", b"more")
-    spans = digest_lib.select_spans(str(base), range_config, pipeline_lib.SPLIT_PATTERN, pipeline_lib.SPLIT_NAME)
+    spans = _select(base, range_config)
     resolved = _example_gen_resolves(base, range_config)
     assert [(s.span, s.version, s.input_fingerprint) for s in spans] == [
         (resolved["span"], resolved["version"], resolved["input_fingerprint"])
@@ -138,24 +144,21 @@ def test_a_window_of_spans_fingerprints_each_span_like_example_gen(tmp_path):
     base = _spans(tmp_path / "data", 1, 2, 4)
     rolling = json.dumps({"rolling_range": {"num_spans": 2}})
     static = json.dumps({"static_range": {"start_span_number": 1, "end_span_number": 3}})
-    args = (pipeline_lib.SPLIT_PATTERN, pipeline_lib.SPLIT_NAME)
-    assert [s.span for s in digest_lib.select_spans(str(base), rolling, *args)] == [2, 4]
-    window = digest_lib.select_spans(str(base), static, *args)
-    assert [s.span for s in window] == [1, 2]
-    for entry in window:
+    assert [s.span for s in _select(base, rolling)] == [2, 4]
+    chosen = _select(base, static)
+    assert [s.span for s in chosen] == [1, 2]
+    for entry in chosen:
         single = json.dumps({"static_range": {"start_span_number": entry.span, "end_span_number": entry.span}})
         assert entry.input_fingerprint == _example_gen_resolves(base, single)["input_fingerprint"]
 
 
 def test_no_matching_span_is_an_error_naming_the_pattern(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="single_split"):
-        digest_lib.select_spans(str(tmp_path / "empty"), "", pipeline_lib.SPLIT_PATTERN, pipeline_lib.SPLIT_NAME)
+    with pytest.raises(ValueError, match=r"nothing matches .*span-\{SPAN\}/\*\.tfrecord\*"):
+        _select(tmp_path / "empty", "")
     static = json.dumps({"static_range": {"start_span_number": 5, "end_span_number": 6}})
-    with pytest.raises(ValueError, match=r"spans present: \[1\]"):
-        digest_lib.select_spans(
-            str(_spans(tmp_path / "data", 1)), static, pipeline_lib.SPLIT_PATTERN, pipeline_lib.SPLIT_NAME
-        )
+    with pytest.raises(ValueError, match=r"spans present: 1\b"):
+        _select(_spans(tmp_path / "data", 1), static)
 
 
 # --- Finding a published version with the digest -------------------------------------------------------
@@ -259,3 +262,34 @@ def test_the_pusher_gets_the_digest_and_example_gen_examples(tmp_path):
     pusher = next(c for c in dag.components if c.id == "TFLitePusher")
     assert pusher.exec_properties["inputs_digest"] == pipeline_lib.inputs_digest(config, inputs).digest
     assert pusher.inputs["examples"].producer_component_id == "ImportExampleGen"
+
+
+def test_one_run_resolves_its_span_window_once_and_passes_it_on(tmp_path):
+    from pipeline import local_runner
+    from shelf_audit import run_cmd
+
+    config = _config(_spans(tmp_path / "data", 1, 2))
+    with (
+        mock.patch.object(window, "resolve", wraps=window.resolve) as resolve,
+        mock.patch.object(local_runner, "run", side_effect=RuntimeError("the pipeline ran")) as run,
+    ):
+        assert run_cmd.run_pipeline(config, str(tmp_path / "home")) == 1
+    assert resolve.call_count == 1
+    inputs = run.call_args.kwargs["inputs"]
+    assert inputs.resolution.spans == (2,) and inputs.range_config == inputs.resolution.range_config_json
+
+
+def test_the_span_window_resolver_loads_no_beam(tmp_path):
+    import subprocess
+    import sys
+
+    base = _spans(tmp_path / "data", 1, 2)
+    probe = (
+        "import sys\n"
+        "from shelf_data import spans, window\n"
+        f"r = window.resolve({str(base)!r}, window.input_config(), spans.parse('last:2'))\n"
+        "print(r.spans_text, 'apache_beam' in sys.modules, 'tfx.components' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1,2", "False", "False"]

@@ -13,8 +13,8 @@ out its own ExampleGen (``tfx/components/example_gen/``):
   task's ``preCacheCheck``, ``python -m components.example_gen.driver``);
 * :mod:`components.example_gen.executor`: the executor, which reads every
   span of the window, drops the unusable photos and writes plain TFRecords;
-* :mod:`components.example_gen.window`: the span window both resolve, with
-  TFX's own input processor for each span;
+* :mod:`shelf_data.window`: the span window both resolve (the project's
+  one resolver), with TFX's own matching and fingerprint for each span;
 * :mod:`components.example_gen.record_check`: the executor's data-quality
   step, one input file at a time.
 """

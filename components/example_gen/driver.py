@@ -1,7 +1,7 @@
 """The span window's drivers: :class:`Driver` on local runs, ``python -m components.example_gen.driver`` on Kubeflow.
 
 :class:`Driver` is TFX's file-based ExampleGen driver, resolving a window of
-spans (:mod:`components.example_gen.window`) instead of one.
+spans (:mod:`shelf_data.window`) instead of one.
 
 TFX compiles every file-based ExampleGen with the Kubeflow V2 ``preCacheCheck``
 hook ``python -m tfx.orchestration.kubeflow.v2.file_based_example_gen.driver``;
@@ -12,7 +12,7 @@ the same arguments. This driver (:func:`run_driver`)
    RangeConfig JSON (``static_range`` or ``rolling_range``, any length) or the
    short forms ``latest``, ``last:K``, ``A-B``;
 2. resolves it to the spans present under ``input_base``
-   (:func:`components.example_gen.window.resolve`);
+   (:func:`shelf_data.window.resolve`);
 3. runs TFX's driver (``_run_driver``) unchanged for the newest of those
    spans, given as a one-span ``static_range``, which TFX handles;
 4. widens what TFX wrote to the whole window: the split pattern lists every
@@ -33,14 +33,44 @@ from tfx.components.example_gen import utils
 from tfx.dsl.io import fileio
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
 from tfx.orchestration.kubeflow.v2.file_based_example_gen import driver as tfx_kfp_driver
+from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
+from tfx.utils import proto_utils
 
-from components.example_gen import window
-from shelf_data import spans
+from shelf_data import spans, window
+
+INPUT_CONFIG_KEY = standard_component_specs.INPUT_CONFIG_KEY
+RANGE_CONFIG_KEY = standard_component_specs.RANGE_CONFIG_KEY
+INPUT_BASE_KEY = standard_component_specs.INPUT_BASE_KEY
 
 # The module TFX puts in the hook, and ours.
 TFX_DRIVER_MODULE = "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver"
 DRIVER_MODULE = "components.example_gen.driver"
+
+
+def resolve_exec_properties(exec_properties: dict[str, Any]) -> tuple[example_gen_pb2.Input, window.Resolution]:
+    """The input config and span window of ExampleGen's (unresolved) execution properties.
+
+    Raises:
+        ValueError: a bad ``range_config`` value, or see :func:`shelf_data.window.resolve`.
+    """
+    config = example_gen_pb2.Input()
+    proto_utils.json_to_proto(exec_properties[INPUT_CONFIG_KEY], config)
+    selection = spans.from_value(exec_properties.get(RANGE_CONFIG_KEY))
+    return config, window.resolve(exec_properties[INPUT_BASE_KEY], config, selection)
+
+
+def resolved_exec_properties(resolution: window.Resolution, config: example_gen_pb2.Input) -> dict[str, Any]:
+    """ExampleGen's execution properties after resolution (what TFX's driver sets, plus range_config)."""
+    resolved = copy.deepcopy(config)
+    resolved.splits[0].pattern = resolution.pattern
+    return {
+        INPUT_CONFIG_KEY: proto_utils.proto_to_json(resolved),
+        RANGE_CONFIG_KEY: resolution.range_config_json,
+        utils.SPAN_PROPERTY_NAME: resolution.span,
+        utils.VERSION_PROPERTY_NAME: resolution.version,
+        utils.FINGERPRINT_PROPERTY_NAME: resolution.fingerprint,
+    }
 
 
 class Driver(tfx_driver.FileBasedDriver):
@@ -51,8 +81,8 @@ class Driver(tfx_driver.FileBasedDriver):
     def resolve_exec_properties(self, exec_properties: dict[str, Any], pipeline_info: Any, component_info: Any):
         """Overrides TFX's: the window's spans, pattern list, newest span, version and fingerprint."""
         del pipeline_info, component_info
-        config, self._resolution = window.resolve_exec_properties(exec_properties)
-        exec_properties.update(self._resolution.exec_properties(config))
+        config, self._resolution = resolve_exec_properties(exec_properties)
+        exec_properties.update(resolved_exec_properties(self._resolution, config))
         return exec_properties
 
     def run(self, execution_info: Any) -> Any:
@@ -83,19 +113,19 @@ def run_driver(
     exec_properties = kubeflow_v2_entrypoint_utils.parse_execution_properties(
         executor_input.inputs.parameter_values, executor_input.inputs.parameters, component_inputs_spec
     )
-    config, resolution = window.resolve_exec_properties(exec_properties)
-    logging.info("range_config %r -> spans %s", exec_properties.get(window.RANGE_CONFIG_KEY), resolution.spans_text)
+    config, resolution = resolve_exec_properties(exec_properties)
+    logging.info("range_config %r -> spans %s", exec_properties.get(RANGE_CONFIG_KEY), resolution.spans_text)
 
     newest = copy.deepcopy(executor_input)
-    _set_parameter(newest, window.RANGE_CONFIG_KEY, spans.static_json([resolution.span]))
+    _set_parameter(newest, RANGE_CONFIG_KEY, spans.static_json([resolution.span]))
     tfx_kfp_driver._run_driver(newest, component_inputs_spec)  # noqa: SLF001 - TFX's driver, unchanged
 
     path = executor_input.outputs.output_file
     output = pipeline_spec_pb2.ExecutorOutput()
     with fileio.open(path, "r") as f:
         json_format.Parse(f.read(), output)
-    properties = resolution.exec_properties(config)
-    for key in (window.INPUT_CONFIG_KEY, window.RANGE_CONFIG_KEY, utils.FINGERPRINT_PROPERTY_NAME):
+    properties = resolved_exec_properties(resolution, config)
+    for key in (INPUT_CONFIG_KEY, RANGE_CONFIG_KEY, utils.FINGERPRINT_PROPERTY_NAME):
         output.parameter_values[key].string_value = properties[key]
     for artifact in output.artifacts[standard_component_specs.EXAMPLES_KEY].artifacts:
         artifact.metadata[utils.FINGERPRINT_PROPERTY_NAME] = resolution.fingerprint

@@ -27,8 +27,8 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from components import tfx_hooks
-from components.example_gen import record_check, window
-from shelf_data import bad_records
+from components.example_gen import driver, record_check
+from shelf_data import bad_records, window
 
 # Execution property: the largest fraction of dropped (unusable) photos per split; recorded in bad_records.json.
 MAX_BAD_FRACTION_KEY = "max_bad_fraction"
@@ -68,11 +68,11 @@ class Executor(import_executor.Executor):
     def Do(self, input_dict: dict, output_dict: dict, exec_properties: dict[str, Any]) -> None:
         """Resolve the window here when no driver did (open-source KFP), then run TFX's executor."""
         config = example_gen_pb2.Input()
-        proto_utils.json_to_proto(exec_properties[window.INPUT_CONFIG_KEY], config)
+        proto_utils.json_to_proto(exec_properties[driver.INPUT_CONFIG_KEY], config)
         if any(window.is_unresolved(split.pattern) for split in config.splits):
             logging.warning("ExampleGen: no driver resolved the spans (preCacheCheck not run); resolving them here")
-            config, resolution = window.resolve_exec_properties(exec_properties)
-            exec_properties.update(resolution.exec_properties(config))
+            config, resolution = driver.resolve_exec_properties(exec_properties)
+            exec_properties.update(driver.resolved_exec_properties(resolution, config))
             for artifact in output_dict[standard_component_specs.EXAMPLES_KEY]:
                 tfx_driver.update_output_artifact(exec_properties, artifact.mlmd_artifact)
                 artifact.set_string_custom_property(window.SPANS_PROPERTY, resolution.spans_text)
@@ -90,7 +90,7 @@ class Executor(import_executor.Executor):
         Payloads other than tf.Example, or no output split config, fall back to TFX's own reading.
         """
         input_config = example_gen_pb2.Input()
-        proto_utils.json_to_proto(exec_properties[window.INPUT_CONFIG_KEY], input_config)
+        proto_utils.json_to_proto(exec_properties[driver.INPUT_CONFIG_KEY], input_config)
         output_config = example_gen_pb2.Output()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
         payload = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
@@ -102,7 +102,7 @@ class Executor(import_executor.Executor):
             or examples_uri is None
         ):
             return super().GenerateExamplesByBeam(pipeline, exec_properties)
-        input_base = exec_properties[window.INPUT_BASE_KEY]
+        input_base = exec_properties[driver.INPUT_BASE_KEY]
         max_bad = exec_properties.get(MAX_BAD_FRACTION_KEY)
         max_bad = bad_records.DEFAULT_MAX_BAD_FRACTION if max_bad is None else float(max_bad)
         files = window.input_files(input_base, window.decode_patterns(input_config.splits[0].pattern))
@@ -159,7 +159,7 @@ class Executor(import_executor.Executor):
             patterns = window.decode_patterns(split_pattern)
             if len(patterns) == 1:
                 return pipeline | read_one(exec_properties, split_pattern)
-            base = exec_properties[window.INPUT_BASE_KEY]
+            base = exec_properties[driver.INPUT_BASE_KEY]
             logging.info("ExampleGen: reading %d span patterns under %s: %s", len(patterns), base, patterns)
             parts = [pipeline | f"ReadSpan[{i}]" >> read_one(exec_properties, p) for i, p in enumerate(patterns)]
             return parts | "FlattenSpans" >> beam.Flatten()

@@ -1,43 +1,64 @@
 """The span window a run reads: its selection resolved against the files under ``input_base``.
 
-The run's selection (:mod:`shelf_data.spans`) is resolved to the spans present
-under ``input_base``; each chosen span then goes through TFX's own
-``FileBasedInputProcessor`` as a single-span ``static_range`` (pattern,
-``{VERSION}``, fingerprint: TFX's code). A window of several spans is written
-into the split pattern as ``{span-3/*.tfrecord*,span-4/*.tfrecord*}``
-(:func:`encode_patterns`); the Examples artifact's ``spans`` custom property
-lists every span read (:func:`examples_spans`). The drivers and the executor
-(:mod:`components.example_gen.driver`, :mod:`components.example_gen.executor`)
-share this resolution.
+The one resolver of the project: ExampleGen's driver and executor, SpanDrift,
+the inputs digest and ``shelf-audit run`` all call :func:`resolve`, and a run
+resolves once and passes the :class:`Resolution` on. Each chosen span is
+matched, versioned and fingerprinted by TFX's own ExampleGen code (the glob
+and regex its driver builds from ``{SPAN}``/``{VERSION}``, and its input
+fingerprint), so what is resolved here is what ImportExampleGen would read.
+That code is loaded on its own (:func:`_tfx`): no Beam, no TFX component.
+A window of several spans is written into the split pattern as
+``{span-3/*.tfrecord*,span-4/*.tfrecord*}`` (:func:`encode_patterns`); the
+Examples artifact's ``spans`` custom property lists every span read.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
+import importlib.util
 import os
 import re
+import sys
+from types import ModuleType
 from typing import Any
 
 from absl import logging
-from tfx.components.example_gen import input_processor, utils
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2, range_config_pb2
-from tfx.types import standard_component_specs
-from tfx.utils import proto_utils
 
 from shelf_data import spans as spans_lib
 
 # The one input split of the photos, written here only: the DAG, the driver, drift and the inputs digest use it.
 SPLIT_NAME = "single_split"
 SPLIT_PATTERN = "span-{SPAN}/*.tfrecord*"
-# Custom property of the Examples artifact: every span read, e.g. "3,4,5".
+# Custom property of the Examples artifact: every span read, e.g. "3,4,5" (TFX's own: "span").
 SPANS_PROPERTY = "spans"
-INPUT_CONFIG_KEY = standard_component_specs.INPUT_CONFIG_KEY
-RANGE_CONFIG_KEY = standard_component_specs.RANGE_CONFIG_KEY
-INPUT_BASE_KEY = standard_component_specs.INPUT_BASE_KEY
+SPAN_PROPERTY = "span"
 # TFX's pattern specs: {SPAN}, {SPAN:width}, {VERSION}, {VERSION:width}, {YYYY}, {MM}, {DD}.
 _SPECS = re.compile(r"\{(SPAN|VERSION)(:[^}]*)?\}|\{(YYYY|MM|DD)\}")
+_TFX_UTILS = "tfx.components.example_gen.utils"
+
+
+@functools.cache
+def _tfx() -> ModuleType:
+    """TFX's ExampleGen utils (span and version matching, input fingerprints), pinned TFX 1.16.
+
+    ``import tfx.components.example_gen.utils`` first runs ``tfx/components/__init__.py``, which
+    imports every TFX component and Apache Beam (about 7 s); the module itself needs only TFX's file
+    I/O and protos, so it is loaded from its file unless the process has imported it already.
+    """
+    if _TFX_UTILS in sys.modules:
+        return sys.modules[_TFX_UTILS]
+    import tfx
+
+    path = os.path.join(os.path.dirname(tfx.__file__), "components", "example_gen", "utils.py")
+    spec = importlib.util.spec_from_file_location("shelf_data._tfx_example_gen_utils", path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def input_config(pattern: str = SPLIT_PATTERN) -> example_gen_pb2.Input:
@@ -53,6 +74,7 @@ def spans_present(input_base: str, split: example_gen_pb2.Input.Split) -> list[i
     Raises:
         ValueError: the pattern has no ``{SPAN}`` (or date) spec.
     """
+    utils = _tfx()
     is_span, is_date, is_version = utils.verify_split_pattern_specs(split)
     if not (is_span or is_date):
         raise ValueError(f"split pattern {split.pattern!r} has no {utils.SPAN_SPEC}: it cannot select spans")
@@ -123,18 +145,30 @@ def input_files(input_base: str, patterns: list[str]) -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class Resolution:
-    """The spans a run reads and what ExampleGen records about them."""
+    """The spans a run reads, each with the version and input fingerprint ImportExampleGen records."""
 
     selection: spans_lib.SpanSelection
     spans: tuple[int, ...]  # ascending
     patterns: tuple[str, ...]  # one resolved split pattern per span, relative to input_base
-    version: int | None  # of the newest span ({VERSION} spec), else None
-    fingerprint: str
+    versions: tuple[int | None, ...]  # per span ({VERSION} spec), else None
+    fingerprints: tuple[str, ...]  # per span: TFX's input fingerprint (file count, bytes, mtimes)
 
     @property
     def span(self) -> int:
         """The newest span read: ExampleGen's ``span`` property."""
         return self.spans[-1]
+
+    @property
+    def version(self) -> int | None:
+        """The newest span's version: ExampleGen's ``version`` property."""
+        return self.versions[-1]
+
+    @property
+    def fingerprint(self) -> str:
+        """ExampleGen's ``input_fingerprint``: the span's own, or ``span 3: ...; span 4: ...`` for a window."""
+        if len(self.spans) == 1:
+            return self.fingerprints[0]
+        return "; ".join(f"span {s}: {f}" for s, f in zip(self.spans, self.fingerprints, strict=True))
 
     @property
     def pattern(self) -> str:
@@ -150,18 +184,6 @@ class Resolution:
     def spans_text(self) -> str:
         """The ``spans`` custom property: ``"3,4,5"``."""
         return ",".join(str(s) for s in self.spans)
-
-    def exec_properties(self, config: example_gen_pb2.Input) -> dict[str, Any]:
-        """ExampleGen's execution properties after resolution (what TFX's driver sets, plus range_config)."""
-        resolved = copy.deepcopy(config)
-        resolved.splits[0].pattern = self.pattern
-        return {
-            INPUT_CONFIG_KEY: proto_utils.proto_to_json(resolved),
-            RANGE_CONFIG_KEY: self.range_config_json,
-            utils.SPAN_PROPERTY_NAME: self.span,
-            utils.VERSION_PROPERTY_NAME: self.version,
-            utils.FINGERPRINT_PROPERTY_NAME: self.fingerprint,
-        }
 
 
 def resolve(input_base: str, config: example_gen_pb2.Input, selection: spans_lib.SpanSelection) -> Resolution:
@@ -199,19 +221,21 @@ def resolve(input_base: str, config: example_gen_pb2.Input, selection: spans_lib
             )
             + f" (data root {input_base}, pattern {split.pattern})"
         )
-    patterns, fingerprints, version = [], [], None
-    for span in chosen:
+    utils = _tfx()
+    is_span, is_date, is_version = utils.verify_split_pattern_specs(split)
+    patterns, versions, fingerprints = [], [], []
+    for span in chosen:  # each span on its own, exactly as TFX's driver resolves a one-span static range
         static = range_config_pb2.RangeConfig(
             static_range=range_config_pb2.StaticRange(start_span_number=span, end_span_number=span)
         )
-        processor = input_processor.FileBasedInputProcessor(input_base, [copy.deepcopy(split)], static)
-        resolved_span, version = processor.resolve_span_and_version()
-        fingerprints.append(processor.get_input_fingerprint(resolved_span, version))
-        patterns.append(processor.get_pattern_for_span_version(split.pattern, resolved_span, version))
-    fingerprint = fingerprints[0]
-    if len(chosen) > 1:
-        fingerprint = "; ".join(f"span {s}: {f}" for s, f in zip(chosen, fingerprints, strict=True))
-    resolution = Resolution(selection, tuple(chosen), tuple(patterns), version, fingerprint)
+        # TFX fills in the split's pattern as it resolves: it gets a copy, as its input processor gives it.
+        fingerprint, _, version = utils.calculate_splits_fingerprint_span_and_version(
+            input_base, [copy.deepcopy(split)], static
+        )
+        fingerprints.append(fingerprint)
+        versions.append(version)
+        patterns.append(utils.get_pattern_for_span_version(split.pattern, is_span, is_date, is_version, span, version))
+    resolution = Resolution(selection, tuple(chosen), tuple(patterns), tuple(versions), tuple(fingerprints))
     logging.info(
         "span selection %s under %s: spans %s (present: %s)",
         selection,
@@ -220,18 +244,6 @@ def resolve(input_base: str, config: example_gen_pb2.Input, selection: spans_lib
         spans_lib.format_spans(present),
     )
     return resolution
-
-
-def resolve_exec_properties(exec_properties: dict[str, Any]) -> tuple[example_gen_pb2.Input, Resolution]:
-    """The input config and resolution of ExampleGen's (unresolved) execution properties.
-
-    Raises:
-        ValueError: a bad ``range_config`` value, or see :func:`resolve`.
-    """
-    config = example_gen_pb2.Input()
-    proto_utils.json_to_proto(exec_properties[INPUT_CONFIG_KEY], config)
-    selection = spans_lib.from_value(exec_properties.get(RANGE_CONFIG_KEY))
-    return config, resolve(exec_properties[INPUT_BASE_KEY], config, selection)
 
 
 def resolve_range_config_json(input_base: str, range_config_json: str, pattern: str = SPLIT_PATTERN) -> str:
@@ -271,6 +283,6 @@ def examples_spans(artifact: Any) -> list[int]:
     if artifact.has_custom_property(SPANS_PROPERTY):
         text = artifact.get_string_custom_property(SPANS_PROPERTY)
         return [int(s) for s in text.split(",") if s.strip()]
-    if artifact.has_custom_property(utils.SPAN_PROPERTY_NAME):
-        return [int(artifact.get_int_custom_property(utils.SPAN_PROPERTY_NAME))]
-    return [int(artifact.span)] if artifact.has_property(utils.SPAN_PROPERTY_NAME) else []
+    if artifact.has_custom_property(SPAN_PROPERTY):
+        return [int(artifact.get_int_custom_property(SPAN_PROPERTY))]
+    return [int(artifact.span)] if artifact.has_property(SPAN_PROPERTY) else []
