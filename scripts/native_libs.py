@@ -21,10 +21,16 @@ Usage::
 
     python scripts/native_libs.py check [ENV ...]       # default: .venv and .venv-mediapipe (if present)
     python scripts/native_libs.py base-libs ROOT > tests/data/debian12_base_libs.txt
+    python scripts/native_libs.py python-packages      # what scripts/base_image.sh installs
+    docker run --rm -i IMAGE python - check --system /opt/venv < scripts/native_libs.py
+    docker run --rm -i IMAGE python - ldd /opt/venv < scripts/native_libs.py
 
 ``check`` prints each missing library with the objects (relative to their environment) that
 need it, and exits 1 when one is missing. ``base-libs`` writes the allowlist from a Debian 12
-root (see :func:`base_libs_text`). Runs with any Python 3.10+, no third-party packages.
+root (see :func:`base_libs_text`). In an image (read from standard input, as above), ``check
+--system`` allows the libraries of the image's own library folders instead, and ``ldd`` runs the real
+``ldd`` on every object and accounts for what it cannot see (:func:`ldd_env`). Runs with any Python
+3.10+, no third-party packages.
 """
 
 from __future__ import annotations
@@ -34,11 +40,14 @@ import dataclasses
 import os
 import re
 import struct
+import subprocess
 import sys
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+# parent.parent, not parents[1]: read from standard input (``python - ...``) the file is ``/<stdin>``.
+REPO = Path(__file__).resolve().parent.parent
 ALLOWLIST = REPO / "tests" / "data" / "debian12_base_libs.txt"
 ENVIRONMENTS = (".venv", ".venv-mediapipe")
 
@@ -208,6 +217,136 @@ def load_allowlist(path: Path | str = ALLOWLIST) -> set[str]:
     return names
 
 
+# The folders the dynamic loader searches on a Debian system (ld.so.conf and its defaults).
+SYSTEM_LIBRARY_DIRS = ("/lib/*-linux-gnu", "/usr/lib/*-linux-gnu", "/lib64", "/lib", "/usr/lib", "/usr/local/lib")
+
+
+def system_libraries(dirs: Iterable[str] = SYSTEM_LIBRARY_DIRS) -> set[str]:
+    """The shared library names in this machine's library folders: the allowlist of the system it runs on."""
+    names = set()
+    for pattern in dirs:
+        for folder in sorted(Path("/").glob(pattern.lstrip("/"))):
+            if folder.is_dir():
+                names.update(name for name in os.listdir(folder) if is_shared_object_name(name))
+    return names
+
+
+# --- Real ldd, inside an image ------------------------------------------------------------------
+
+_NOT_FOUND = re.compile(r"^\s*(\S+) => not found\s*$", re.M)
+
+
+def ldd_not_found(path: Path, library_path: Iterable[Path] = ()) -> list[str]:
+    """The libraries ``ldd PATH`` prints as ``not found`` (with ``LD_LIBRARY_PATH`` set to ``library_path``)."""
+    env = dict(os.environ)
+    env.pop("LD_LIBRARY_PATH", None)
+    folders = [str(folder) for folder in library_path]
+    if folders:
+        env["LD_LIBRARY_PATH"] = ":".join(folders)
+    result = subprocess.run(["ldd", str(path)], capture_output=True, text=True, env=env, check=False)
+    return _NOT_FOUND.findall(result.stdout)
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolution:
+    """A library ``ldd`` does not find for one object, and where the environment holds it."""
+
+    obj: str  # relative to the environment
+    library: str
+    folder: str  # relative to the environment
+    via: str  # why the loader finds it there at run time
+
+
+@dataclasses.dataclass(frozen=True)
+class LddReport:
+    """Real ``ldd`` over one environment's native objects."""
+
+    env: Path
+    objects: int
+    missing: dict[str, tuple[str, ...]]  # library -> objects that need it; found nowhere
+    resolved: tuple[Resolution, ...]  # not found by ldd alone, shipped by the environment
+
+
+def _expanded_rpath(path: Path, entries: Iterable[str]) -> set[Path]:
+    return {
+        Path(os.path.normpath(e.replace("$ORIGIN", str(path.parent)).replace("${ORIGIN}", str(path.parent))))
+        for e in entries
+    }
+
+
+def ldd_env(env: Path | str, jobs: int = 8) -> LddReport:
+    """Run ``ldd`` on every shared object under ``env``; account for what it prints as ``not found``.
+
+    ``ldd`` resolves each object alone, the way the loader would if a program loaded just that object.
+    In the running process two things it cannot see also hold: a ``DT_RPATH`` (unlike ``DT_RUNPATH``)
+    is searched for the libraries of every object loaded through the one that carries it (auditwheel's
+    grafted ``numpy.libs``/``scipy.libs``: an extension module's ``DT_RPATH`` finds ``libgfortran`` for
+    ``libopenblas``), and a library already loaded matches by ``SONAME`` (a plugin ``dlopen``-ed by
+    TensorFlow after ``libtensorflow_framework.so.2`` is loaded). So a ``not found`` library counts as
+    resolved only when the environment ships a file of that name and ``ldd`` finds every library of
+    the object once ``LD_LIBRARY_PATH`` names that file's folder; each such case is listed with the
+    ``DT_RPATH`` that names the folder, if any. Anything else is missing.
+    """
+    env = Path(env)
+    objects = list(shared_objects(env))
+    where: dict[str, list[Path]] = {}
+    for folder, _, files in os.walk(env):
+        for name in files:
+            if is_shared_object_name(name):
+                where.setdefault(name, []).append(Path(folder))
+    with ThreadPoolExecutor(jobs) as pool:
+        first = dict(zip(objects, pool.map(ldd_not_found, objects), strict=True))
+    rpath_folders: dict[Path, list[Path]] = {}
+    for path in objects:
+        try:
+            dynamic = read_dynamic(path)
+        except ValueError:
+            continue
+        if not dynamic.runpath:  # a DT_RUNPATH makes the loader ignore the object's DT_RPATH
+            for folder in _expanded_rpath(path, dynamic.rpath):
+                rpath_folders.setdefault(folder, []).append(path)
+    missing: dict[str, list[str]] = {}
+    resolved: list[Resolution] = []
+    for path, not_found in first.items():
+        if not not_found:
+            continue
+        # The object's own folder first (numpy.libs and scipy.libs both ship a libgfortran of one name).
+        folders = {
+            name: path.parent if path.parent in where[name] else sorted(where[name])[0]
+            for name in not_found
+            if name in where
+        }
+        still = ldd_not_found(path, sorted(set(folders.values()))) if folders else not_found
+        for name in not_found:
+            if name in still or name not in folders:
+                missing.setdefault(name, []).append(str(path.relative_to(env)))
+                continue
+            loaders = rpath_folders.get(folders[name], [])
+            via = (
+                f"the DT_RPATH of {loaders[0].relative_to(env)}"
+                + (f" and {len(loaders) - 1} more" if loaders[1:] else "")
+                if loaders
+                else f"no DT_RPATH: found by its SONAME, loaded before {path.name} is"
+            )
+            resolved.append(Resolution(str(path.relative_to(env)), name, str(folders[name].relative_to(env)), via))
+    return LddReport(
+        env=env,
+        objects=len(objects),
+        missing={name: tuple(sorted(paths)) for name, paths in sorted(missing.items())},
+        resolved=tuple(sorted(resolved, key=lambda r: (r.obj, r.library))),
+    )
+
+
+def format_ldd_report(report: LddReport) -> str:
+    """The missing libraries (``LIB needed by ...``), then each library ldd alone does not find and where it is."""
+    lines = [f"{report.env}: ldd on {report.objects} native objects, {len(report.missing)} missing libraries"]
+    lines += [f"  {name} needed by {', '.join(paths)}" for name, paths in report.missing.items()]
+    if report.resolved:
+        lines.append(f"  {len(report.resolved)} not found by ldd alone, shipped by the environment:")
+        lines += [f"    {r.obj} needs {r.library}: in {r.folder}/ ({r.via})" for r in report.resolved]
+    return "\n".join(lines)
+
+
 # --- The allowlist from a Debian root ----------------------------------------------------------
 
 # What python:3.10-slim-bookworm adds to debian:bookworm-slim (its Dockerfile's runtime
@@ -351,14 +490,25 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check", help="list the libraries an environment's native objects need and lack")
     check.add_argument("envs", nargs="*", type=Path, help="environments (default: .venv, .venv-mediapipe)")
     check.add_argument("--allowlist", type=Path, default=ALLOWLIST)
+    check.add_argument("--system", action="store_true", help="allow this machine's libraries instead (in an image)")
+    ldd = commands.add_parser("ldd", help="run ldd on an environment's native objects (in an image)")
+    ldd.add_argument("envs", nargs="+", type=Path)
     base = commands.add_parser("base-libs", help="print the allowlist of a Debian 12 root")
     base.add_argument("root", type=Path)
+    commands.add_parser("python-packages", help="print the Debian packages the interpreter needs, one a line")
     args = parser.parse_args(argv)
     if args.command == "base-libs":
         sys.stdout.write(base_libs_text(args.root))
         return 0
+    if args.command == "python-packages":
+        print("\n".join(PYTHON_IMAGE_PACKAGES))
+        return 0
+    if args.command == "ldd":
+        ldd_reports = [ldd_env(env) for env in args.envs]
+        print("\n".join(format_ldd_report(r) for r in ldd_reports))
+        return 1 if any(r.missing for r in ldd_reports) else 0
     envs = args.envs or [REPO / name for name in ENVIRONMENTS if (REPO / name).is_dir()]
-    allowed = load_allowlist(args.allowlist)
+    allowed = system_libraries() if args.system else load_allowlist(args.allowlist)
     reports = [check_env(env, allowed) for env in envs]
     print("\n".join(format_report(r, show=1000) for r in reports))
     return 1 if any(r.missing for r in reports) else 0
