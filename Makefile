@@ -23,11 +23,11 @@ DEMO_HOME := runs/demo
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help env lock run test test-services test-fast lint bench demo-data wheel image compile clean \
-  env-mediapipe .venv-mediapipe lock-mediapipe
+.PHONY: help env lock run test test-services test-fast lint bench demo-data wheel image push-image base-image \
+  compile clean env-mediapipe .venv-mediapipe lock-mediapipe
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): $(LOCK) pyproject.toml
 	@set -e; \
@@ -118,10 +118,23 @@ wheel: $(STAMP) ## Build the project wheel into dist/ (what the image installs)
 	$(UV) build --wheel --quiet --out-dir dist .
 	@ls dist/*.whl
 
-image: wheel ## Build and push the Kubeflow/Dataflow image: make image IMAGE=registry/shelf-audit:TAG
-	@[ -n "$(IMAGE)" ] || { echo "error: set IMAGE, e.g. make image IMAGE=europe-docker.pkg.dev/PROJECT/ml/shelf-audit:0.1.0" >&2; exit 2; }
-	docker build -t $(IMAGE) .
-	docker push $(IMAGE)
+# The image's base: any Debian 12 image with CPython 3.10 in /usr/local (the Dockerfile's default is
+# python:3.10-slim-bookworm); `make base-image` builds BASE_IMAGE_TAG from Debian's mirrors alone.
+BASE_IMAGE_TAG := shelf-audit-base:bookworm-py3.10
+NEED_IMAGE = @[ -n "$(IMAGE)" ] || { echo "error: set IMAGE, e.g. make $@ IMAGE=europe-docker.pkg.dev/PROJECT/ml/shelf-audit:0.1.0" >&2; exit 2; }
+
+image: wheel ## Build the Kubeflow/Dataflow image locally, never pushes: make image IMAGE=NAME [BASE_IMAGE=python:3.10-slim-bookworm] [BEAM_BOOT_IMAGE=apache/beam_python3.10_sdk:2.59.0]
+	$(NEED_IMAGE)
+	@UV_VERSION=$(UV_VERSION) BASE_IMAGE="$(BASE_IMAGE)" BEAM_BOOT_IMAGE="$(BEAM_BOOT_IMAGE)" scripts/build_image.sh "$(IMAGE)"
+
+push-image: ## Push an image built by make image: make push-image IMAGE=NAME
+	$(NEED_IMAGE)
+	@command -v docker >/dev/null 2>&1 || { echo "error: docker is not installed (Debian: apt-get install docker.io)" >&2; exit 1; }
+	@docker image inspect "$(IMAGE)" >/dev/null 2>&1 || { echo "error: no local image $(IMAGE) (or the Docker daemon does not answer): make image IMAGE=$(IMAGE) first" >&2; exit 1; }
+	docker push "$(IMAGE)"
+
+base-image: ## Build a Debian 12 + CPython 3.10 base image from Debian's mirrors alone (scripts/base_image.sh, as root; skipped when built), for make image BASE_IMAGE=<the tag it prints>
+	@scripts/base_image.sh $(BASE_IMAGE_TAG)
 
 compile: $(STAMP) ## Write the Kubeflow V2 spec: make compile PIPELINE_ROOT=gs://... [IMAGE=...] [CONFIG=...]
 	@[ -n "$(PIPELINE_ROOT)" ] || { echo "error: set PIPELINE_ROOT, e.g. make compile PIPELINE_ROOT=gs://BUCKET/pipelines" >&2; exit 2; }

@@ -12,14 +12,14 @@
 #      every library its modules link is checked with ldd in the new root;
 #   4. `docker import` under TAG, with python:3.10-slim-bookworm's PATH, LANG and CMD.
 #
-# usage: scripts/base_image.sh [TAG]        (as root; TAG defaults to shelf-audit-base:bookworm-py3.10)
+# usage: scripts/base_image.sh TAG          (as root; `make base-image` names the project's tag)
 #
 # Nothing is built when TAG exists (`docker rmi TAG` to rebuild). DEBIAN_MIRROR overrides the mirror.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
-TAG="${1:-shelf-audit-base:bookworm-py3.10}"
+TAG="${1:-}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 STARTED=$SECONDS
 
@@ -29,6 +29,7 @@ fail() {
   exit 1
 }
 
+[ -n "$TAG" ] || fail "name the image: scripts/base_image.sh TAG (make base-image names the project's)"
 has docker || fail "docker is not installed (Debian: apt-get install docker.io)"
 docker info >/dev/null 2>&1 || fail "the Docker daemon does not answer (docker info): start dockerd"
 if docker image inspect "$TAG" >/dev/null 2>&1; then

@@ -1,10 +1,11 @@
 """Kfp tier: the image recipe and the wheel it installs.
 
-These machines have no Docker engine, so the image is checked by what it is
-made of: the Dockerfile installs the hashed lock with ``--require-hashes``
-and then only the project wheel (``--no-deps``), and that wheel holds every
-module and data file a task of the compiled spec loads. The replay in
-``test_kfp_replay.py`` then runs the spec in a venv built the same way.
+Checked here by what the image is made of: the Dockerfile installs the
+hashed lock with ``--require-hashes`` and then only the project wheel
+(``--no-deps``), and that wheel holds every module and data file a task of
+the compiled spec loads. The replay in ``test_kfp_replay.py`` then runs the
+spec in a venv built the same way; ``test_image_build.py`` (the ``image``
+tier) builds the image itself and checks it from inside.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def test_dockerfile_installs_the_lock_with_hashes_then_only_the_wheel():
     wheel_installs = [r for r in runs if ".whl" in r]
     assert wheel_installs and all("--no-deps" in r for r in wheel_installs), "the wheel must not pull unpinned deps"
     assert runs.index(lock_installs[0]) < runs.index(wheel_installs[0])
-    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.10", dockerfile, re.M), "TFX 1.16 needs Python 3.10"
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.10", dockerfile, re.M), "TFX 1.16 needs Python 3.10"
     ignore = (REPO / ".dockerignore").read_text().split()
     assert ignore[ignore.index("*") :] == ["*", "!requirements.lock", "!dist/*.whl"]
 
