@@ -154,7 +154,7 @@ def packed_photos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Photo
 
 # --- Test tiers ----------------------------------------------------------------
 
-TIERS = ("unit", "component", "e2e", "kfp", "mysql", "notebook", "browser", "mediapipe")
+TIERS = ("unit", "component", "e2e", "kfp", "mysql", "notebook", "browser", "mediapipe", "image")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
