@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What the `mysql` and `browser` test tiers need on this machine, set up idempotently
+# What the `mysql`, `browser` and `image` test tiers need on this machine, set up idempotently
 # (`make test` runs this first, `make test-services` alone):
 #
 #   - Chromium (Debian's chromium, with fonts-dejavu-core) for the browser tier, which opens the
@@ -8,9 +8,11 @@
 #     tests/test_metadata_store_mysql.py), with a test user that may create and drop the
 #     `shelf_audit_test...` databases. The SHELF_AUDIT_TEST_MYSQL_* defaults below are the tests'
 #     defaults; a server where that user already logs in (local or not) is used as it is.
+#   - A Docker engine (Debian's docker.io) for the image tier, which builds the Kubeflow image
+#     (tests/test_image_build.py); enough when `docker info` answers.
 #
 # As root with apt-get, what is missing is installed (one apt-get update and install, none when
-# nothing is missing) and MariaDB is started without systemd (mysqld_safe in its own session).
+# nothing is missing), and MariaDB and dockerd are started without systemd (each in its own session).
 # Otherwise this names the packages to install and exits 1, before any test runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +24,7 @@ PORT="${SHELF_AUDIT_TEST_MYSQL_PORT:-3306}"
 USER_NAME="${SHELF_AUDIT_TEST_MYSQL_USER:-shelf_audit_test}"
 PASSWORD="${SHELF_AUDIT_TEST_MYSQL_PASSWORD:-shelf-audit-test-pw}"
 MARIADB_LOG=/var/log/mysql/shelf-audit-test.log
+DOCKERD_LOG=/var/log/shelf-audit-dockerd.log
 STARTED=$SECONDS
 
 is_root() { [ "$(id -u)" = 0 ]; }
@@ -74,6 +77,24 @@ start_mariadb() {
   return 1
 }
 
+docker_answers() { has docker && docker info >/dev/null 2>&1; }
+
+start_dockerd() {
+  echo ">> docker: starting dockerd (log $DOCKERD_LOG)"
+  # No systemd (CI, containers): dockerd in its own session, detached from this script's output,
+  # so it outlives `make test`'s shell.
+  setsid nohup dockerd </dev/null >>"$DOCKERD_LOG" 2>&1 &
+  local daemon=$!
+  for _ in $(seq 1 120); do
+    docker_answers && return 0
+    kill -0 "$daemon" 2>/dev/null || break # dockerd gave up: no point in waiting
+    sleep 0.5
+  done
+  echo "error: dockerd did not start; the end of $DOCKERD_LOG:" >&2
+  tail -n 30 "$DOCKERD_LOG" >&2 || true
+  return 1
+}
+
 # The tests' user: password login (mysql_native_password, which ML Metadata's client speaks),
 # all rights on the shelf_audit_test... databases only (the tests make a fresh one per test).
 create_test_user() {
@@ -104,18 +125,26 @@ elif ! is_local; then
 elif ! has mariadbd; then
   packages+=(mariadb-server)
 fi
+docker_ready=false
+if docker_answers; then
+  docker_ready=true
+  echo ">> docker: the engine answers (already running)"
+elif ! has dockerd; then
+  packages+=(docker.io)
+fi
 
 # 2. Without root or apt-get: say what to install, and stop before the tests.
-if { [ ${#packages[@]} -gt 0 ] && ! { is_root && has apt-get; }; } || { ! $mariadb_ready && ! is_root; }; then
+if { [ ${#packages[@]} -gt 0 ] && ! { is_root && has apt-get; }; } || { ! { $mariadb_ready && $docker_ready; } && ! is_root; }; then
   echo "error: the test tiers need what this machine lacks, and only root with apt-get sets it up here:" >&2
   [ -n "$(chromium_path)" ] || echo "  browser tier: no chromium on PATH" >&2
   $mariadb_ready || echo "  mysql tier: $USER_NAME cannot log in at $HOST:$PORT" >&2
+  $docker_ready || echo "  image tier: no Docker engine answers (docker info)" >&2
   if [ ${#packages[@]} -gt 0 ]; then
     echo "Install the Debian packages:" >&2
     echo "  sudo apt-get install --no-install-recommends ${packages[*]}" >&2
   fi
-  if ! $mariadb_ready; then
-    echo "Start MariaDB and create the test user (this script, as root; it installs the packages too):" >&2
+  if ! { $mariadb_ready && $docker_ready; }; then
+    echo "Start MariaDB and dockerd and create the test user (this script, as root; it installs the packages too):" >&2
     echo "  sudo make test-services" >&2
   fi
   echo "then run make test again." >&2
@@ -133,6 +162,10 @@ if [ ${#packages[@]} -gt 0 ]; then
     exit 1
   fi
   echo ">> chromium: $(chromium_path)"
+fi
+if ! $docker_ready; then
+  docker_answers || start_dockerd
+  echo ">> docker: the engine answers"
 fi
 if ! $mariadb_ready; then
   server_answers || start_mariadb
