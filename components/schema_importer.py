@@ -14,13 +14,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-from typing import Any
 
-from tfx import types
 from tfx.components.schema_gen.import_schema_gen import component as import_schema_gen
 from tfx.components.schema_gen.import_schema_gen import executor as import_schema_gen_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_component_specs
+
+from components import ArtifactDict, ExecProperties
 
 SCHEME = "package://"
 
@@ -68,12 +68,7 @@ def resolve_schema_uri(uri: str) -> str:
 class Executor(import_schema_gen_executor.Executor):
     """TFX's ImportSchemaGen executor, after resolving a ``package://`` schema URI."""
 
-    def Do(
-        self,
-        input_dict: dict[str, list[types.Artifact]],
-        output_dict: dict[str, list[types.Artifact]],
-        exec_properties: dict[str, Any],
-    ) -> None:
+    def Do(self, input_dict: ArtifactDict, output_dict: ArtifactDict, exec_properties: ExecProperties) -> None:
         key = standard_component_specs.SCHEMA_FILE_KEY
         resolved = dict(exec_properties, **{key: resolve_schema_uri(exec_properties[key])})
         super().Do(input_dict, output_dict, resolved)

@@ -22,7 +22,7 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils
 
-from components import heap
+from components import ArtifactDict, ExecProperties, heap
 from shelf_data import splits
 
 EPOCHS_KEY = "epochs"
@@ -52,12 +52,7 @@ def with_epochs(exec_properties: dict[str, Any]) -> dict[str, Any]:
 class Executor(trainer_executor.GenericExecutor):
     """GenericExecutor after :func:`with_epochs`."""
 
-    def Do(
-        self,
-        input_dict: dict[str, list[types.Artifact]],
-        output_dict: dict[str, list[types.Artifact]],
-        exec_properties: dict[str, Any],
-    ) -> None:
+    def Do(self, input_dict: ArtifactDict, output_dict: ArtifactDict, exec_properties: ExecProperties) -> None:
         super().Do(input_dict, output_dict, with_epochs(exec_properties))
         # What training left behind (graphs, Keras state) would be walked by every later full collection.
         heap.settle()

@@ -16,8 +16,6 @@ outputs and execution properties; only the writing step differs.
 
 from __future__ import annotations
 
-from typing import Any
-
 import apache_beam as beam
 import pyarrow as pa
 from tensorflow_metadata.proto.v0 import schema_pb2
@@ -26,7 +24,7 @@ from tfx.components.transform import labels
 from tfx.components.transform.component import Transform as TfxTransform
 from tfx.dsl.components.base import executor_spec
 
-from components import tfx_hooks
+from components import ArtifactDict, ExecProperties, tfx_hooks
 from shelf_model.features import TRANSFORMED_SUFFIX
 
 # TFX's class (Executor.Do rebinds the module's name to ours while it runs).
@@ -63,7 +61,7 @@ class PlainRecordsProcessor(_TfxProcessor):
 class Executor(transform_executor.Executor):
     """TFX's Transform executor with :class:`PlainRecordsProcessor`."""
 
-    def Do(self, input_dict: dict[str, Any], output_dict: dict[str, Any], exec_properties: dict[str, Any]) -> None:  # noqa: N802
+    def Do(self, input_dict: ArtifactDict, output_dict: ArtifactDict, exec_properties: ExecProperties) -> None:
         """TFX's Do; the transformed examples come out as plain ``*.tfrecord`` files."""
         # TFX's Do builds `TransformProcessor()` by the module's name and offers no other hook for the writer.
         with tfx_hooks.rebound(transform_executor, "TransformProcessor", PlainRecordsProcessor):

@@ -40,7 +40,7 @@ class ArgmaxRecall(metric_types.Metric):
         if not recall_weights:
             raise ValueError(f"ArgmaxRecall needs recall_weights. Received recall_weights={recall_weights}")
         super().__init__(
-            metric_util.merge_per_key_computations(_argmax_recall),
+            metric_util.merge_per_key_computations(_argmax_from_matrix),
             recall_weights={str(k): float(v) for k, v in recall_weights.items()},
             name=name,
         )
@@ -59,7 +59,7 @@ class ArgmaxAccuracy(metric_types.Metric):
 
     def __init__(self, name: str = "accuracy"):
         """Initialise with the metric's ``name``."""
-        super().__init__(metric_util.merge_per_key_computations(_argmax_accuracy), name=name)
+        super().__init__(metric_util.merge_per_key_computations(_argmax_from_matrix), name=name)
 
 
 metric_types.register_metric(ArgmaxAccuracy)
@@ -102,41 +102,27 @@ def _flat(metrics: dict, matrices_key: Any) -> dict[tuple[int, int], float]:
     return {(k.actual_class_id, k.predicted_class_id): v for k, v in entries.items()}
 
 
-def _argmax_accuracy(
+def _argmax_from_matrix(
     name: str,
     eval_config: Any = None,
     model_name: str = "",
     output_name: str = "",
     example_weighted: bool = False,
+    recall_weights: Mapping[str, float] | None = None,
 ) -> metric_types.MetricComputations:
+    """The confusion matrix, then from it the class-weighted recall (``recall_weights``) or, without them, accuracy.
+
+    TFMA passes the arguments this signature names (``merge_per_key_computations`` reads it).
+    """
     key = metric_types.MetricKey(
         name=name, model_name=model_name, output_name=output_name, example_weighted=example_weighted
     )
     computations, matrices_key = _matrix_computations(eval_config, model_name, output_name, example_weighted)
+    class_weights = {int(k): v for k, v in (recall_weights or {}).items()}
 
     def result(metrics: dict) -> dict:
-        return {key: accuracy_from_matrix(_flat(metrics, matrices_key))}
-
-    computations.append(metric_types.DerivedMetricComputation(keys=[key], result=result))
-    return computations
-
-
-def _argmax_recall(
-    recall_weights: Mapping[str, float],
-    name: str,
-    eval_config: Any = None,
-    model_name: str = "",
-    output_name: str = "",
-    example_weighted: bool = False,
-) -> metric_types.MetricComputations:
-    key = metric_types.MetricKey(
-        name=name, model_name=model_name, output_name=output_name, example_weighted=example_weighted
-    )
-    computations, matrices_key = _matrix_computations(eval_config, model_name, output_name, example_weighted)
-    class_weights = {int(k): v for k, v in recall_weights.items()}
-
-    def result(metrics: dict) -> dict:
-        return {key: recall_from_matrix(_flat(metrics, matrices_key), class_weights)}
+        entries = _flat(metrics, matrices_key)
+        return {key: recall_from_matrix(entries, class_weights) if class_weights else accuracy_from_matrix(entries)}
 
     computations.append(metric_types.DerivedMetricComputation(keys=[key], result=result))
     return computations

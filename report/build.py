@@ -117,6 +117,13 @@ def _section(anchor: str, title: str, body: str) -> str:
     return f'<h2 id="{anchor}">{_e(title)}</h2>\n{body}\n'
 
 
+def _slice_plot(what: str, table: Any, feature: str, small_slice: Any, alt: str) -> str:
+    """The weighted-recall-by-``feature`` plot of ``table`` as an <img>, or the note of why it is missing."""
+    return _guarded(
+        what, lambda: _img(plots.to_data_uri(plots.slice_recall_plot(table, feature, small_slice=small_slice)), alt)
+    )
+
+
 def _guarded(name: str, func: Callable[[], str]) -> str:
     """Run one section; on any error, the section says what failed instead of the report failing."""
     try:
@@ -199,15 +206,7 @@ def _slices_section(view: EvaluationView, table: pd.DataFrame, small: int) -> st
     for feature in [OVERALL] + view.slice_features():
         parts.append(f"<h3>{_e(feature)}</h3>")
         if feature != OVERALL:
-            parts.append(
-                _guarded(
-                    f"slice plot {feature}",
-                    lambda f=feature: _img(
-                        plots.to_data_uri(plots.slice_recall_plot(table, f, small_slice=small)),
-                        f"weighted recall by {f}",
-                    ),
-                )
-            )
+            parts.append(_slice_plot(f"slice plot {feature}", table, feature, small, f"weighted recall by {feature}"))
         parts.append(_slice_rows(table, feature, view.labels, small, CANDIDATE))
     return "".join(parts)
 
@@ -622,12 +621,8 @@ def build_compare_html(a: CompareSide, b: CompareSide, small_slice: int = plots.
         for feature in a.view.slice_features():
             parts.append(f"<h3>{_e(feature)}</h3>")
             parts.append(
-                _guarded(
-                    f"compare plot {feature}",
-                    lambda f=feature: _img(
-                        plots.to_data_uri(plots.slice_recall_plot(both, f, small_slice=small_slice)),
-                        f"weighted recall by {f}, A vs B",
-                    ),
+                _slice_plot(
+                    f"compare plot {feature}", both, feature, small_slice, f"weighted recall by {feature}, A vs B"
                 )
             )
     else:

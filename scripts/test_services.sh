@@ -48,6 +48,19 @@ pymysql.connect(host=os.environ["HOST"], port=int(os.environ["PORT"]), user=os.e
   fi
 }
 
+# Wait up to 60 s until CHECK (a command) passes while PID lives; else name WHAT and show the end of LOG.
+wait_until_up() {
+  local what=$1 pid=$2 check=$3 log=$4
+  for _ in $(seq 1 120); do
+    "$check" && return 0
+    kill -0 "$pid" 2>/dev/null || break # it gave up: no point in waiting
+    sleep 0.5
+  done
+  echo "error: $what did not start; the end of $log:" >&2
+  tail -n 30 "$log" >&2 || true
+  return 1
+}
+
 server_answers() { mariadb-admin --protocol=socket --connect-timeout=1 ping >/dev/null 2>&1; }
 
 is_local() { [ "$HOST" = 127.0.0.1 ] || [ "$HOST" = localhost ]; }
@@ -66,15 +79,7 @@ start_mariadb() {
   # No systemd (CI, containers, chroots): mysqld_safe in its own session, detached from this
   # script's output, so it outlives `make test`'s shell.
   setsid mysqld_safe --skip-syslog --log-error="$MARIADB_LOG" --port="$PORT" </dev/null >/dev/null 2>&1 &
-  local safe=$!
-  for _ in $(seq 1 120); do
-    server_answers && return 0
-    kill -0 "$safe" 2>/dev/null || break # mysqld_safe gave up: no point in waiting
-    sleep 0.5
-  done
-  echo "error: mariadb did not start; the end of $MARIADB_LOG:" >&2
-  tail -n 30 "$MARIADB_LOG" >&2 || true
-  return 1
+  wait_until_up mariadb $! server_answers "$MARIADB_LOG"
 }
 
 docker_answers() { has docker && docker info >/dev/null 2>&1; }
@@ -84,15 +89,7 @@ start_dockerd() {
   # No systemd (CI, containers): dockerd in its own session, detached from this script's output,
   # so it outlives `make test`'s shell.
   setsid nohup dockerd </dev/null >>"$DOCKERD_LOG" 2>&1 &
-  local daemon=$!
-  for _ in $(seq 1 120); do
-    docker_answers && return 0
-    kill -0 "$daemon" 2>/dev/null || break # dockerd gave up: no point in waiting
-    sleep 0.5
-  done
-  echo "error: dockerd did not start; the end of $DOCKERD_LOG:" >&2
-  tail -n 30 "$DOCKERD_LOG" >&2 || true
-  return 1
+  wait_until_up dockerd $! docker_answers "$DOCKERD_LOG"
 }
 
 # The tests' user: password login (mysql_native_password, which ML Metadata's client speaks),

@@ -26,7 +26,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components import tfx_hooks
+from components import ArtifactDict, ExecProperties, tfx_hooks
 from components.example_gen import driver, record_check
 from shelf_data import bad_records, window
 
@@ -65,7 +65,7 @@ def WritePlainSplit(  # noqa: N802 - a PTransform, in place of TFX's WriteSplit
 class Executor(import_executor.Executor):
     """TFX's ImportExampleGen executor, reading every span of the resolved pattern list."""
 
-    def Do(self, input_dict: dict, output_dict: dict, exec_properties: dict[str, Any]) -> None:
+    def Do(self, input_dict: ArtifactDict, output_dict: ArtifactDict, exec_properties: ExecProperties) -> None:
         """Resolve the window here when no driver did (open-source KFP), then run TFX's executor."""
         config = example_gen_pb2.Input()
         proto_utils.json_to_proto(exec_properties[driver.INPUT_CONFIG_KEY], config)

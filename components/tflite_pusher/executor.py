@@ -37,6 +37,7 @@ from tfx.types import artifact_utils, standard_component_specs
 
 from bucket import layout, publish, signing, versions
 from bucket.live import find_live_model
+from components import ArtifactDict, ExecProperties
 from components.tflite_pusher import live_gate, release, verification
 from components.tflite_pusher.settings import PushSettings
 from report import pusher as run_report
@@ -76,12 +77,7 @@ def verify_config(settings: PushSettings) -> VerifyConfig:
 class Executor(pusher_executor.Executor):
     """Convert the blessed SavedModel to TFLite variants, verify, compare with the live model, publish."""
 
-    def Do(
-        self,
-        input_dict: dict[str, list[types.Artifact]],
-        output_dict: dict[str, list[types.Artifact]],
-        exec_properties: dict[str, Any],
-    ) -> None:
+    def Do(self, input_dict: ArtifactDict, output_dict: ArtifactDict, exec_properties: ExecProperties) -> None:
         """Push the model to the bucket if blessed, verified and not worse than the live model.
 
         Args:
@@ -251,7 +247,7 @@ class Executor(pusher_executor.Executor):
         return signer
 
     @staticmethod
-    def _evaluation(input_dict: dict[str, list[types.Artifact]]) -> EvaluationView | None:
+    def _evaluation(input_dict: ArtifactDict) -> EvaluationView | None:
         """The Evaluator's output read once (metrics and validation), or None: its absence never blocks a push."""
         evaluations = input_dict.get(MODEL_EVALUATION_KEY)
         if not evaluations:
@@ -259,15 +255,13 @@ class Executor(pusher_executor.Executor):
         return release.best_effort(load_evaluation, artifact_utils.get_single_uri(evaluations), LABELS, False)
 
     @staticmethod
-    def _no_gate_metrics(input_dict: dict[str, list[types.Artifact]]) -> dict[str, Any]:
+    def _no_gate_metrics(input_dict: ArtifactDict) -> dict[str, Any]:
         evaluations = input_dict.get(MODEL_EVALUATION_KEY)
         if not evaluations:
             return {"source": None, "note": "no model_evaluation input"}
         return {"source": artifact_utils.get_single_uri(evaluations), "note": "could not read the evaluation metrics"}
 
-    def _lineage(
-        self, input_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any], fingerprint: str
-    ) -> dict:
+    def _lineage(self, input_dict: ArtifactDict, exec_properties: dict[str, Any], fingerprint: str) -> dict:
         context = getattr(self, "_context", None)
         return release.build_lineage(
             input_dict,
