@@ -1,23 +1,12 @@
 """A component that stops the run before Transform when the data is not fit to train on.
 
-ExampleValidator only records anomalies; nothing downstream looks at them.
-Transform depends on this gate, so bad data never reaches training, and the
-run fails with a readable list. The gate stops the run when
+ExampleValidator only records anomalies; Transform depends on this gate, so bad data never reaches
+training. The gate stops the run on schema anomalies, on more dropped photos than ``data.max_bad_fraction``
+allows (:func:`shelf_data.bad_records.over_limit`) and on a class with fewer than ``data.min_class_count``
+photos in ``train`` or ``eval``; the error lists each problem. Below the limit, dropped photos are logged
+here and reported in the run summary and the manifest.
 
-* the examples break the curated schema (labels out of domain, missing
-  features, ...): ``split: feature: problem: detail``;
-* ExampleGen dropped more than ``data.max_bad_fraction`` of the photos read,
-  or of a split's photos beyond a margin for chance
-  (:func:`shelf_data.bad_records.over_limit`); dropped photos are those whose
-  image does not decode or is under 64x64 (ExampleGen's Beam step drops them
-  and lists them in ``bad_records.json``, see :mod:`components.example_gen.record_check`):
-  the error gives the counts per split and reason and the first records, by
-  input file and record index;
-* a class has fewer than ``data.min_class_count`` photos in ``train`` or in
-  ``eval`` (a span of ``ok`` photos only cannot train or gate a classifier).
-
-Below the limit, dropped photos do not stop the run; they are logged here
-and reported in the run summary and the manifest.
+See docs/pipeline.md#the-data-gate and docs/running.md#bad-records-broken-files-and-empty-spans.
 """
 
 import logging

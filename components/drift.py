@@ -1,30 +1,13 @@
 """Drift between the newest span a run reads and the span before it: the ``SpanDrift`` component.
 
-Two kinds of checks, both between span N (the newest span of the run's
-selection) and span P (the newest span present under ``input_base`` before
-N, read or not):
+Compares span N (the newest of the run's selection) with span P (the newest span under ``input_base``
+before N, read or not): value mixes with TFDV's drift comparators (``infinity_norm``,
+``jensen_shannon_divergence``) on a copy of the curated schema, and image width, height and gray brightness,
+which TFDV does not look into. The result is ``drift.json`` (:mod:`shelf_data.drift_report`) in an
+``ExampleAnomalies`` artifact with ``drifted``, ``current_span`` and ``previous_span`` properties; a check
+above its threshold stops the run only with ``stop_on_drift``.
 
-* **feature distributions**, with TFDV: statistics of both span folders
-  (``tfdv.GenerateStatistics`` in the pipeline's Beam, only the compared
-  features), then ``tfdv.validate_statistics(current, schema,
-  previous_statistics=previous)`` on a copy of the curated schema holding
-  only those features, each with the configured drift comparators
-  (``infinity_norm``: the largest change of one value's share;
-  ``jensen_shannon_divergence``). TFDV's ``drift_skew_info`` gives every
-  measured value, drifted or not.
-* **images**, which TFDV does not look into (it only sees encoded bytes):
-  width, height and mean gray brightness of up to ``image_sample`` photos
-  per span (read round-robin across the span's files, decoded as Transform
-  does), compared by the relative change of their mean and 10th, 50th and
-  90th percentiles.
-
-The result is ``drift.json`` (:mod:`shelf_data.drift_report`) in the output artifact (an ``ExampleAnomalies``:
-drift is an anomaly of one span's statistics against another's) plus
-``drifted``, ``current_span`` and ``previous_span`` custom properties. The run
-summary and the published manifest read it. A check above its threshold
-stops the run (before Transform) only with ``stop_on_drift``; the error
-names the feature, the measure and the threshold. With no earlier span
-there is nothing to compare: the report says so and the run goes on.
+See docs/pipeline.md#drift-between-spans for the checks, their defaults and what the run prints.
 """
 
 import os

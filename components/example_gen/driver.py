@@ -1,23 +1,12 @@
 """The span window's drivers: :class:`Driver` on local runs, ``python -m components.example_gen.driver`` on Kubeflow.
 
-:class:`Driver` is TFX's file-based ExampleGen driver, resolving a window of
-spans (:mod:`shelf_data.window`) instead of one.
+:class:`Driver` is TFX's file-based ExampleGen driver, resolving a window of spans (:mod:`shelf_data.window`)
+instead of one. :func:`run_driver` is the Kubeflow V2 ``preCacheCheck`` hook that
+:func:`pipeline.kubeflow_runner.compile_spec` puts in place of TFX's, with the same arguments: it resolves
+the ``range_config`` runtime parameter to the spans present, runs TFX's driver unchanged for the newest of
+them, then widens what TFX wrote to the whole window.
 
-TFX compiles every file-based ExampleGen with the Kubeflow V2 ``preCacheCheck``
-hook ``python -m tfx.orchestration.kubeflow.v2.file_based_example_gen.driver``;
-:func:`pipeline.kubeflow_runner.compile_spec` points it here instead, with
-the same arguments. This driver (:func:`run_driver`)
-
-1. reads the ``range_config`` runtime parameter: ``""`` (latest span),
-   RangeConfig JSON (``static_range`` or ``rolling_range``, any length) or the
-   short forms ``latest``, ``last:K``, ``A-B``;
-2. resolves it to the spans present under ``input_base``
-   (:func:`shelf_data.window.resolve`);
-3. runs TFX's driver (``_run_driver``) unchanged for the newest of those
-   spans, given as a one-span ``static_range``, which TFX handles;
-4. widens what TFX wrote to the whole window: the split pattern lists every
-   span, the fingerprint covers them all, ``range_config`` becomes the
-   concrete static range, and the Examples artifact gets ``spans``.
+See docs/kubeflow.md#why-the-span-selection-is-one-json-string for the steps and what is widened.
 """
 
 from __future__ import annotations

@@ -1,26 +1,14 @@
 """Executor of the TFLite pusher: blessed? -> convert and verify -> compare with live -> release.
 
-Subclasses TFX's Pusher executor and reuses its ``CheckBlessing``,
-``GetModelPath``, ``_MarkPushed`` and ``_MarkNotPushed``. ``Do`` reads as
-the steps; each lives in a tested module of its own:
+Subclasses TFX's Pusher executor (``CheckBlessing``, ``GetModelPath``, ``_MarkPushed``, ``_MarkNotPushed``).
+``Do`` reads as the steps, each a tested module of its own:
+:mod:`components.tflite_pusher.verification`, :mod:`components.tflite_pusher.live_gate` and
+:mod:`components.tflite_pusher.release`, published by :mod:`bucket.publish`; the gate's metrics come from
+:mod:`report.tfma_reader`. The outcome goes on the ``pushed_model`` artifact (``pushed``,
+``pushed_version``, ``pushed_reason``, ...); a model that is not blessed or whose default variant fails
+writes nothing to the bucket.
 
-1. :mod:`components.tflite_pusher.verification`: calibration and eval data,
-   every variant converted and checked against the SavedModel and the budgets;
-2. :mod:`components.tflite_pusher.live_gate`: each variant against the model
-   live at ``LATEST`` (per-class recall, photos the live model gets right and
-   the candidate wrong), with the config's thresholds;
-3. :mod:`components.tflite_pusher.release`: files, golden samples, camera
-   goldens, manifest, lineage; :mod:`bucket.publish` publishes them
-   atomically. The gate's metrics come from the one TFMA reader
-   (:mod:`report.tfma_reader`), which the run summary also uses.
-
-Results on the ``pushed_model`` artifact: ``pushed`` (1/0),
-``pushed_destination`` (the version folder), ``pushed_version``, and for the
-run summary ``pushed_reason``, ``pushed_variant``, ``pushed_bytes``,
-``pushed_latency_ms`` and ``pushed_model_file``. A model that is not blessed,
-whose default variant fails verification, or whose default variant is worse
-than the live one, is marked ``pushed=0`` with the reason and nothing is
-written to the bucket.
+See docs/bucket-contract.md#the-pusher-step-by-step for the steps and every artifact property.
 """
 
 from __future__ import annotations

@@ -1,40 +1,15 @@
 """The live gate: compare each candidate TFLite variant with the model that is live at ``LATEST``.
 
-Verification (:func:`shelf_tflite.verify.verify_variant`) checks a
-variant against its own SavedModel. That cannot see a regression against
-what the handhelds run today: a new model can be internally consistent and
-still get fewer damaged shelves right than the live one. Before publishing,
-each candidate is therefore run on the eval split next to the live TFLite
-model, and the gate looks at:
+Each candidate runs on the eval split next to the live TFLite model; no class's recall may drop by more
+than ``max_recall_drop`` and at most ``max_regressions`` of the eval photos may go from right to wrong.
+Every result is a :class:`LiveComparison` whose ``status`` is ``compared``, ``no_live_model``,
+``not_comparable`` or ``disabled``; only ``compared`` can fail. A live model whose bytes differ from its
+manifest raises :class:`bucket.live.LiveModelError`.
 
-- the **recall of each class**, candidate vs live: no class may drop by more
-  than ``max_recall_drop`` (absolute). A class absent from the eval labels has
-  no recall (``None``) and is not gated;
-- **regressions**: eval photos the live model gets right and the candidate
-  gets wrong, as a fraction of the eval photos, at most ``max_regressions``;
-- for the record, **improvements** (live wrong, candidate right) and the
-  top-1 **agreement** between the two models.
+:func:`compare` is the pure numpy core; :func:`bucket.live.find_live_model` reads the bucket;
+:func:`gate_variant` runs the models (:func:`shelf_tflite.runtime.run_tflite`, imported on first use).
 
-Every result is a :class:`LiveComparison` whose ``status`` says what happened:
-
-- ``"compared"``: both models ran on the eval split; ``passed`` is the verdict
-  and ``reasons`` names each failed threshold (class, numbers, threshold);
-- ``"no_live_model"``: nothing to compare with (first release, or the live
-  version's manifest cannot be read); ``note`` says why;
-- ``"not_comparable"``: the live model exists but cannot be compared (another
-  image size, other labels, it does not load, an empty eval split); ``note``
-  says why;
-- ``"disabled"``: the gate is off in the config.
-
-Only ``"compared"`` can fail: the other statuses have ``passed=True`` and say
-why in ``note``. A live model whose bytes differ from its own manifest is not
-a skip but an error (:class:`bucket.live.LiveModelError`): the bucket was changed after
-publishing and the comparison would be against an unknown model.
-
-:func:`compare` is the pure numpy core; :func:`bucket.live.find_live_model`
-reads the bucket; :func:`gate_variant` runs the models
-(:func:`shelf_tflite.runtime.run_tflite`, imported on first use: the
-module itself needs numpy and the bucket only).
+See docs/bucket-contract.md#the-gate-against-what-is-live for the thresholds and each status.
 """
 
 from __future__ import annotations

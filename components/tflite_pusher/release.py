@@ -1,18 +1,12 @@
 """Pusher step 3: assemble the release: files, golden samples, camera goldens, manifest, lineage.
 
 Everything here is built in memory from what the earlier steps measured; only
-:func:`bucket.publish.publish` writes, atomically. What a version holds:
+:func:`bucket.publish.publish` writes, atomically. A version holds ``model.tflite``, every
+``model_<variant>.tflite`` that passed, ``labels.txt``, ``golden/`` (raw-pixel samples),
+``golden/camera/`` with ``golden/camera.json`` (original photos for the app's own preprocessing) and
+``manifest.json``.
 
-* ``model.tflite`` (the default variant), ``model_<variant>.tflite`` for every
-  variant that passed, ``labels.txt``;
-* ``golden/``: a few eval images as the raw pixels the model takes, with the
-  expected outputs of each model file (the on-device contract test);
-* ``golden/camera/``: a few original eval photos (RGB JPEGs, any size) with
-  the expected outputs of each model file after the preprocessing contract, so
-  the app can test its own decoding and resizing too (``golden/camera.json``);
-* ``manifest.json``: variants and their checks, the comparison with the live
-  model, the gate's metrics, the preprocessing contract, lineage, drift, splits
-  and data quality.
+See docs/bucket-contract.md#layout for every file and manifest block.
 """
 
 from __future__ import annotations
