@@ -1,18 +1,13 @@
 """The bucket's layout: where each file of a model lives, and the checks every path goes through.
 
-Layout (the bucket contract, docs/bucket-contract.md)::
+``<bucket>/<model_name>/`` holds ``versions/<version>/`` (the model files, ``golden/``, ``manifest.json``
+and, when signed, ``manifest.sig``), ``LATEST`` (derived from ``history/``, see :mod:`bucket.history`),
+``history/`` (one object per event), ``history.jsonl`` (read, never written) and ``.staging/``.
 
-    <bucket>/<model_name>/
-      versions/<version>/
-        model.tflite, model_<variant>.tflite, labels.txt, golden/..., manifest.json,
-        manifest.sig    Ed25519 signature of manifest.json's exact bytes (signed releases only)
-      LATEST          names the current version (derived from history/, see :mod:`bucket.history`)
-      history/        one object per event: <utc time>-<id>-<publish|rollback>-<version>.json
-      history.jsonl   the single-file history of older releases (still read, never written)
-      .staging/       work area of publishes in flight (never read by apps)
+Every path built from a model name, version or file name goes through :func:`check_segment`, so nothing
+can escape the bucket.
 
-Every path built from a model name, version or file name goes through
-:func:`check_segment`, so nothing can escape the bucket.
+See docs/bucket-contract.md#layout.
 """
 
 from __future__ import annotations

@@ -1,24 +1,13 @@
 """Writing a model's versions: atomic publish, an interrupted publish finished, rollback, cleanup.
 
-How a reader never sees a half-written version, on any filesystem:
+:func:`publish` stages everything under ``.staging/``, checks it, copies it into ``versions/<version>/``
+with ``manifest.json`` last (a version folder without it does not exist, :mod:`bucket.versions`), records a
+``publish`` event and recomputes ``LATEST`` from the event log (:func:`bucket.history.settle_latest`). A
+re-run after a crash records the missing event; :func:`clean` removes leftovers of killed publishes older
+than a grace period.
 
-1. Everything is written to ``.staging/<version>-<time>-<random>/`` and
-   re-read to check the checksums.
-2. The files are copied into ``versions/<version>/`` with ``manifest.sig``
-   then ``manifest.json`` last (written under a temporary name, then renamed).
-   **A version folder without ``manifest.json`` does not exist**
-   (:mod:`bucket.versions`). We do not rename the folder itself: on ``gs://``
-   a folder rename is a non-atomic copy and delete of every object, while a
-   single object appears atomically.
-3. A ``publish`` event is recorded (a new object: nothing is rewritten, so
-   concurrent writers cannot lose each other's events), then ``LATEST`` is
-   recomputed from the event log (:func:`bucket.history.settle_latest`).
-
-A re-run after a crash between ``manifest.json`` and the event records the
-missing event (timestamped with the manifest's creation time, so a rollback
-made since then still wins) and recomputes ``LATEST``. Stale staging folders,
-temporary objects and manifest-less version folders older than a grace period
-are removed at each publish (:func:`clean`).
+See docs/bucket-contract.md#publishing-staged-verified-then-visible and
+docs/bucket-contract.md#concurrent-publishers-rollbacks-and-crashes.
 """
 
 from __future__ import annotations

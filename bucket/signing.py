@@ -1,30 +1,12 @@
 """Signed releases: Ed25519 signatures of a version's ``manifest.json`` (``cryptography``).
 
-Why Ed25519 from ``cryptography`` (already in the lock) rather than OpenSSF
-``model-signing`` (not in the lock): the manifest already lists every file's
-sha256, so signing its exact bytes covers the whole version; Ed25519 keys are
-32 bytes, signatures 64 bytes and deterministic (the same manifest always gives
-the same signature), and Android verifies them with Tink (``Ed25519Verify``)
-or BouncyCastle (``Ed25519Signer``) without any Sigstore infrastructure.
+The manifest lists every file's sha256, so the detached signature of its exact bytes
+(``versions/<v>/manifest.sig``, 64 raw bytes) covers the whole version; the manifest's ``signing`` block
+names the algorithm and carries the public key and its fingerprint. Keys come from ``[push] signing_key``
+or ``SHELF_AUDIT_SIGNING_KEY`` (``file:``, ``env:`` or ``gcpkms://``); only the source's name is logged or
+recorded, never the key. The embedded key proves integrity; only a key pinned by the verifier proves origin.
 
-The signature is detached, ``versions/<v>/manifest.sig`` (64 raw bytes), and
-the manifest carries::
-
-    "signing": {"algorithm": "ed25519",
-                "public_key_fingerprint": "sha256:<hex of the raw 32-byte public key>",
-                "public_key": "<base64 of the raw public key>",
-                "signature_file": "manifest.sig"}
-
-The embedded public key lets anyone check integrity; only a key pinned by the
-verifier (the app, ``models verify --public-key``) proves origin, since whoever
-can write the bucket could re-sign with a key of their own.
-
-Key sources (``[push] signing_key`` or the ``SHELF_AUDIT_SIGNING_KEY``
-environment variable, which overrides it): ``file:/path/key.pem`` (PKCS#8 PEM),
-``env:VAR`` (the PEM in variable ``VAR``) or
-``gcpkms://projects/P/locations/L/keyRings/R/cryptoKeys/K/cryptoKeyVersions/N``
-(Cloud KMS, ``EC_SIGN_ED25519``; needs ``google-cloud-kms``). Only the source's
-name is ever logged or recorded, never the key.
+See docs/bucket-contract.md#signed-releases for the manifest block, the key sources and the app's check.
 """
 
 from __future__ import annotations

@@ -1,24 +1,12 @@
 """Build the TFMA EvalConfig that encodes the evaluation policy.
 
-Blessing needs all of: class-weighted macro recall at or above its floor;
-each configured per-class recall at or above its floor; and, when a
-baseline exists, no drop beyond ``max_drop`` against it.
+Blessing needs all of: class-weighted macro recall at or above its floor; each configured per-class
+recall at or above its floor; and, when a baseline exists, no drop beyond ``max_drop`` against it. Recall
+is argmax recall from :mod:`pipeline.metrics`; the thresholds are bound to the overall slice only, and
+every class recall has a floor there (``>= 0`` without a configured one), so NaN never passes.
+tests/test_eval_config.py shows the TFMA 0.47 behaviours this works around.
 
-Two TFMA 0.47 behaviours shape this (tests/test_eval_config.py shows both):
-
-* TFMA's ``Recall`` thresholds a class's probability at 0.5 rather than
-  taking the argmax, and its macro average cannot be gated alone: recall
-  comes from :mod:`pipeline.metrics` (argmax over the confusion matrix).
-* A threshold in ``thresholds`` applies to every slice, and classes absent
-  from a slice give NaN which fails validation: the gate's thresholds go in
-  ``per_slice_thresholds`` bound to the overall slice only.
-
-NaN never passes the gate: every class recall has a floor on the overall
-slice (``>= 0`` for a class without a configured one), and TFMA fails a NaN
-against any bound, so a class absent from the eval split means not blessed
-(the weighted macro recall alone leaves absent classes out of its mean).
-DataGate's class-presence check (``data.min_class_count``) normally stops
-such a run before training.
+See docs/pipeline.md#evaluation-policy.
 """
 
 from __future__ import annotations

@@ -1,26 +1,12 @@
 """The inputs digest: one sha256 over everything a run would train and gate on.
 
-A run's model and verdict depend on (a) the photos of the selected spans,
-(b) the model code and data contract (:func:`pipeline.pipeline.code_fingerprint`)
-and (c) the config sections that change the model or the gate. The digest
-covers exactly these:
+It covers every selected span's number, version and input fingerprint (as
+:func:`shelf_data.window.resolve` resolved them), the code fingerprint
+(:func:`pipeline.pipeline.code_fingerprint`) and the config sections that change the model or the gate.
+The TFLite pusher records it in the manifest's lineage; ``shelf-audit run`` stops early when a version
+in the bucket already carries it (:func:`find_published`). Nothing here runs TFX.
 
-* every selected span's number, version and input fingerprint, as the run's
-  span window resolved them (:func:`shelf_data.window.resolve`, TFX's own
-  fingerprint: file count, bytes and mtimes);
-* the code fingerprint;
-* the ``data`` (split, span selection), ``training``, ``gate``, ``push``
-  (variants, budgets, tolerances) and ``drift`` (it may stop the run)
-  sections, without the places things live (``data.input_base``,
-  ``push.bucket``, ``push.model_name``) and the Trainer's cache settings
-  (``training.cache``, ``cache_memory_limit_mb``, ``cache_dir``); other sections (Kubeflow pod sizes,
-  ML Metadata, ``beam_args``, the pipeline name) do not change what is
-  trained or whether it is published.
-
-The TFLite pusher records the digest in the manifest's lineage; ``shelf-audit
-run`` computes it before building the pipeline and stops early when a version
-in the bucket already carries it (:func:`find_published`). Nothing here runs
-TFX: it reads file listings and, for :func:`find_published`, manifests.
+See docs/running.md#re-runs-with-nothing-new for what counts and what does not.
 """
 
 from __future__ import annotations

@@ -1,19 +1,11 @@
 """The one reader of TFMA output: metrics (with confidence intervals), confusion matrices, validation.
 
-TFMA keys every metric and plot by model name: ``candidate`` and ``baseline``
-when the Evaluator had a baseline, ``""`` without one; this module calls the
-single model ``candidate`` either way. With ``compute_confidence_intervals``
-on (:mod:`pipeline.eval_config`), TFMA 0.47 writes each scalar metric's 95%
-jackknife interval next to its value (``MetricKeyAndValue.confidence_interval``
-``lower_bound`` / ``upper_bound``); without it the bounds are NaN.
+:func:`load_evaluation` reads the Evaluator's output into an :class:`EvaluationView`: metrics per model
+and slice with their 95% jackknife bounds (NaN without ``compute_confidence_intervals``), the
+multi-class confusion matrices and the validation result. The single model is called ``candidate``
+whether or not the Evaluator had a baseline.
 
-The confusion matrix comes from TFMA's ``MultiClassConfusionMatrixPlot``
-(argmax, threshold 0): rows are the true class, columns the predicted class;
-a class never predicted is a column of zeros, never a missing key.
-
-Slices: the overall slice has ``feature == "overall"`` and ``value == ""``;
-a one-feature slice has the feature name and its value as a string, with the
-``label`` feature's class ids shown as class names (``label=damaged``).
+See docs/report.md#reading-tfma-output for the keys, the slice names and the matrices' layout.
 """
 
 from __future__ import annotations

@@ -1,19 +1,11 @@
 """An exclusive lock on a ``shelf-audit run`` home, so two runs never share one.
 
-``shelf-audit run`` takes it before anything else touches the home: an
-exclusive, non-blocking ``fcntl.flock`` on ``<home>/.shelf-audit.lock``,
-which then holds the holder's pid, host, start time and command (one JSON
-line). A second run on the same home does not wait: :func:`acquire` raises
-:class:`HomeBusy`, naming the home and the holder, and the command exits with
-``EXIT_BUSY`` (see :mod:`shelf_audit.cli`) so that cron or systemd simply try
-again at the next tick.
+:func:`acquire` takes an exclusive, non-blocking ``fcntl.flock`` on ``<home>/.shelf-audit.lock`` and
+writes the holder (pid, host, start time, command) into it; a second run gets :class:`HomeBusy`, naming the
+home and the holder, and exits with ``EXIT_BUSY`` (:mod:`shelf_audit.exit_codes`). The kernel drops the lock when
+its holder ends, however it ends, so no lock is ever stale.
 
-The kernel drops a ``flock`` when its holder's process ends, however it ends
-(even ``kill -9``), so a crashed run never leaves a stale lock behind. The
-file itself stays (removing it would let a third run lock a different file
-while a second still holds the old one); its content is only meaningful
-while the lock is held. ``flock`` is reliable on a local filesystem; keep the
-home off NFS.
+See docs/scheduling.md#the-lock-on-the-home.
 """
 
 from __future__ import annotations

@@ -3,24 +3,12 @@
 Examples::
 
     shelf-audit models list --bucket gs://acme-models
-    shelf-audit models show --bucket gs://acme-models 20261125T120102Z-3fa9c1
     shelf-audit models verify --bucket gs://acme-models --public-key release.pub.pem   # LATEST
-    shelf-audit models rollback --bucket gs://acme-models         # the version before LATEST
-    shelf-audit models clean --bucket gs://acme-models            # leftovers of killed publishes
-    shelf-audit models keygen --out ~/keys/release.pem            # an Ed25519 signing key (0600)
     shelf-audit models lineage --bucket runs/demo/bucket --home runs/demo 20261125T120102Z-3fa9c1
 
-``list``, ``show``, ``verify --no-run``, ``clean`` and ``keygen`` do not
-import TensorFlow on a local bucket (:mod:`bucket.storage` uses the
-``os`` module for local paths and ``tf.io.gfile`` only for ``gs://`` and
-``ram://``); ``verify`` without ``--no-run`` needs TFLite to replay the golden
-samples. ``lineage`` walks ML Metadata (:mod:`pipeline.lineage`) and, when the
-store cannot be reached, prints the chain the manifest records and says so on
-stderr.
+Exit status: 0 ok, 1 error (the failing file or version is named on stderr).
 
-Exit status: 0 ok, 1 error (missing bucket or version, failed verification:
-the failing file is named on stderr; ``list`` also exits 1 after listing when
-a version is broken or ``LATEST`` names a version that is not complete).
+See docs/running.md#command-line and docs/bucket-contract.md for each subcommand.
 """
 
 from __future__ import annotations

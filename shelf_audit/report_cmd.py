@@ -3,16 +3,11 @@
 Examples::
 
     shelf-audit report --home runs/demo                       # latest run -> runs/demo/reports/<run>/report.html
-    shelf-audit report --home runs/demo --run 2026-11-25T13:46:40.358990 --out /tmp/report.html
     shelf-audit report --home runs/demo --compare 20261125T135533Z-621d9d latest --out compare.html
 
-``--compare A B``: each of A and B is a run id of the home (or ``latest``) or
-a version in the bucket (``--bucket``, default ``<home>/bucket``). A version
-is traced to its evaluation through its manifest's lineage; when that TFMA
-output is gone, only the manifest's overall gate metrics are compared, and
-the report says so.
-
 Exit status: 0 written, 1 error (no such home, run or version: named on stderr).
+
+See docs/report.md#the-run-report-reporthtml, also for what ``--compare`` does with a published version.
 """
 
 from __future__ import annotations

@@ -1,27 +1,14 @@
 """``shelf-audit schedule``: a Kubeflow Pipelines recurring run of a compiled pipeline package.
 
-Takes the package ``shelf-audit compile`` wrote (YAML, or JSON) and creates a
-recurring run of it in an experiment (found by name, created if missing),
-through the kfp SDK's ``Client.create_recurring_run``. Everything is checked
-before the server is contacted:
+Takes the package ``shelf-audit compile`` wrote and creates a recurring run of it in an experiment through
+the kfp SDK's ``Client.create_recurring_run``. ``--cron`` (a five-field crontab line is converted to KFP's
+six fields, seconds first), every ``--param`` (a declared runtime parameter, typed by its declared type)
+and ``--max-concurrency`` are checked before the server is contacted.
 
-* ``--cron``: KFP reads a recurring run's cron with robfig/cron v1, six
-  fields with *seconds first* (``0 0 3 * * *`` is 03:00 every day), in UTC.
-  A standard five-field crontab line (``0 3 * * *``) would be misread there
-  (as minute 3 of every hour), so a five-field line is always taken as
-  crontab and converted by prefixing second ``0``; six fields are passed on
-  as they are. ``@hourly``, ``@daily`` (``@midnight``), ``@weekly``,
-  ``@monthly``, ``@yearly`` (``@annually``) are passed on too.
-* ``--param NAME=VALUE``: NAME must be a runtime parameter declared in the
-  package (``root.inputDefinitions``); VALUE is typed by the declared
-  ``parameterType`` (``NUMBER_INTEGER`` -> int, ``NUMBER_DOUBLE`` -> float,
-  ``BOOLEAN`` -> bool, ``LIST``/``STRUCT`` -> JSON, ``STRING`` as given).
-  Parameters not set keep the package's defaults.
-* ``--max-concurrency``: 1 to 10, the range the KFP API server accepts.
+Exit status: 0 created, 2 an invalid flag value (the message names it), 1 the package cannot be read or
+the server refused or could not be reached. ``--help`` imports neither kfp nor TensorFlow.
 
-Exit status: 0 created, 2 an invalid flag value (the message names it), 1 the
-package cannot be read or the server refused or could not be reached.
-``--help`` imports neither kfp nor TensorFlow.
+See docs/scheduling.md#kubeflow-pipelines-a-recurring-run.
 """
 
 from __future__ import annotations
