@@ -1,36 +1,14 @@
 """Which shared libraries an environment's native code needs that a minimal Debian 12 machine lacks.
 
-Every native extension and shared object in a Python environment (``*.so``, ``*.so.*``) names
-the libraries the dynamic loader must find for it (its ``DT_NEEDED`` entries). A needed library
-is accounted for when
-
-1. the environment itself has a file of that name (``tensorflow/libtensorflow_framework.so.2``,
-   the ``<package>.libs/`` folders of auditwheel-repaired wheels, ...). A library found through the
-   object's ``RPATH``/``RUNPATH`` with ``$ORIGIN`` is such a file too: ``$ORIGIN`` paths stay
-   inside the environment, and paths outside it are never trusted; or
-2. its name is in the allowlist ``tests/data/debian12_base_libs.txt``: the libraries that a
-   minimal Debian 12 machine (``python:3.10-slim-bookworm``) provides.
-
-Anything else works only on a machine that happens to have it installed. ``ldd`` cannot tell:
-it resolves against the host it runs on, so this module reads the ELF dynamic section itself
-(stdlib only, 64-bit little-endian ELF, i.e. the x86_64 and aarch64 Linux wheels the locks pin).
-Libraries loaded at run time with ``dlopen`` (``ctypes``, optional plugins) are not listed in
-``DT_NEEDED`` and so are not seen here.
-
-Usage::
+Reads the ELF dynamic section of every shared object (stdlib only; ``ldd`` resolves against the host it
+runs on) and accounts for each ``DT_NEEDED`` library by a file in the environment or the allowlist
+``tests/data/debian12_base_libs.txt``. Runs with any Python 3.10+, no third-party packages::
 
     python scripts/native_libs.py check [ENV ...]       # default: .venv and .venv-mediapipe (if present)
     python scripts/native_libs.py base-libs ROOT > tests/data/debian12_base_libs.txt
-    python scripts/native_libs.py python-packages      # what scripts/base_image.sh installs
-    docker run --rm -i IMAGE python - check --system /opt/venv < scripts/native_libs.py
     docker run --rm -i IMAGE python - ldd /opt/venv < scripts/native_libs.py
 
-``check`` prints each missing library with the objects (relative to their environment) that
-need it, and exits 1 when one is missing. ``base-libs`` writes the allowlist from a Debian 12
-root (see :func:`base_libs_text`). In an image (read from standard input, as above), ``check
---system`` allows the libraries of the image's own library folders instead, and ``ldd`` runs the real
-``ldd`` on every object and accounts for what it cannot see (:func:`ldd_env`). Runs with any Python
-3.10+, no third-party packages.
+See docs/kubeflow.md#native-libraries-in-the-image for every command and the rules.
 """
 
 from __future__ import annotations

@@ -1,25 +1,14 @@
 """Classify photos with the ``tasks`` TFLite variant through MediaPipe Tasks' ImageClassifier.
 
-What the Android app does, on a desktop: MediaPipe loads the model and its
-metadata (labels, RGB, normalisation), resizes each photo to the model's input
-(stretching it, no crop) and runs it. Use it to check a model from the bucket
-before shipping it to the app, or to see what MediaPipe reads from it.
-
-Runs in the MediaPipe environment, not the pipeline's (their protobuf versions
-conflict)::
+What the Android app does, on a desktop: use it to check a model from the bucket before shipping it to
+the app, or to see what MediaPipe reads from it. Runs in the MediaPipe environment::
 
     make env-mediapipe
     .venv-mediapipe/bin/python scripts/tasks_classify.py MODEL.tflite IMAGE [IMAGE...]
     .venv-mediapipe/bin/python scripts/tasks_classify.py --metadata MODEL.tflite
 
-Prints one JSON object per line. For each image:
-``{"file": ..., "scores": {"ok": p, "misplaced": p, "damaged": p}, "top": {"category": ..., "score": ...}}``
-(every class, by the category names MediaPipe read from the model's label file).
-With ``--metadata``, first: ``{"file": MODEL, "metadata": <metadata JSON>,
-"associated_files": [...], "labels": [...]}``.
-
-Exit status: 0 on success, 2 for bad arguments, 1 when MediaPipe refuses the
-model or an image (its message on stderr).
+Prints one JSON object per line. Exit status: 0 on success, 2 for bad arguments, 1 when MediaPipe refuses
+the model or an image. See docs/bucket-contract.md#the-tasks-variant-and-its-metadata.
 """
 
 from __future__ import annotations

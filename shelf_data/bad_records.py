@@ -1,25 +1,12 @@
 """The bad-record file ExampleGen writes: which photos were dropped, why, and how many per split.
 
-ExampleGen's Beam step (:mod:`components.example_gen.record_check`) drops records whose
-image does not decode or is smaller than the contract's minimum, and writes
-``<examples artifact uri>/bad_records.json``::
+ExampleGen's Beam step (:mod:`components.example_gen.record_check`) drops records whose image does not
+decode or is smaller than the contract's minimum and writes ``<examples artifact uri>/bad_records.json``
+with :func:`build_report`; DataGate, the run summary, the HTML report and the pusher's manifest read it
+with :func:`read_bad_records` (None when no data-quality step wrote one). Plain Python (TensorFlow only
+for non-local paths), so readers stay cheap to import.
 
-    {"max_bad_fraction": 0.01, "input_base": "<data root>", "read": N, "dropped": n,
-     "by_split": {"train": {"read": N, "dropped": n, "fraction": f}, "validation": {...}, "eval": {...}},
-     "by_reason": {"<reason>": n, ...},
-     "records": [{"file": "span-1/part-00000-of-00002.tfrecord.gz", "index": 34, "split": "train",
-                  "reason": "does not decode", "detail": "...", "lane_id": "7", "device_id": "...",
-                  "captured_at": "..."}]}
-
-``file`` is relative to ``input_base`` as the user wrote it, ``index`` is the
-0-based record index in that file. ``records`` is capped at
-:data:`MAX_RECORDS`; the counts are always complete. A missing file means no
-data-quality step ran (artifacts older than this module). DataGate, the run
-summary, the HTML report and the pusher's manifest (key ``data_quality``) read
-it with :func:`read_bad_records`.
-
-This module is plain Python (TensorFlow only for non-local paths) so readers
-stay cheap to import.
+See docs/running.md#bad-records-broken-files-and-empty-spans for the file's format.
 """
 
 from __future__ import annotations

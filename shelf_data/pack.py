@@ -1,26 +1,12 @@
 """Pack a folder of labelled photos into the data contract (the library behind ``shelf-audit pack``).
 
-Input::
+Input: ``PHOTO_DIR/ok/``, ``misplaced/``, ``damaged/`` (one folder per class, sub-folders walked) and an
+optional ``metadata.csv``. Output: ``OUT/span-N/part-XXXXX-of-YYYYY.tfrecord.gz`` through
+:class:`shelf_data.contract.ShardedWriter` and the report ``OUT/pack-report-span-N.json``, next to the
+span folders. Every file is checked before it is packed and stored with its original bytes; one that fails
+a check is skipped and listed with the reason, never dropped silently.
 
-    PHOTO_DIR/
-      ok/*.jpg|png          one folder per class (shelf_data.contract.LABELS);
-      misplaced/...         sub-folders inside a class folder are walked too
-      damaged/...
-      metadata.csv          optional: file,lane_id,device_id[,captured_at,lighting]
-
-Output: ``OUT/span-N/part-XXXXX-of-YYYYY.tfrecord.gz`` written through
-:class:`shelf_data.contract.ShardedWriter`, plus a JSON report
-``OUT/pack-report-span-N.json``. The report sits next to the span folders,
-not inside one: ImportExampleGen reads ``span-N/*``, so any extra file in a
-span folder would be read as TFRecord data.
-
-Every file is checked before it is packed (Pillow decodes it fully; it must
-be JPEG or PNG with both sides >= contract.MIN_IMAGE_SIDE; TensorFlow must
-decode it to grayscale like the pipeline does). Files are stored with their
-original bytes. A file that fails a check, sits outside the class folders or
-has a bad metadata row is skipped and listed with the reason: never dropped
-silently. Hidden files and folders (``.DS_Store``, ``.git``) are ignored and
-counted in the report.
+See docs/data-contract.md#packing-real-photos for the checks and the report.
 """
 
 from __future__ import annotations

@@ -1,19 +1,11 @@
 """Span selection: ``latest``, ``last:K`` or ``A-B``, and the TFX RangeConfig JSON that carries it.
 
-Photos arrive as spans, ``<input_base>/span-N/*.tfrecord.gz``. A run reads a
-window of them, written three ways:
+Photos arrive as spans, ``<input_base>/span-N/*.tfrecord.gz``; a run reads a window of them. The
+RangeConfig JSON is what travels: the ``range_config`` runtime parameter of a compiled Kubeflow spec and
+ImportExampleGen's ``range_config`` execution property. Plain Python (no TFX import), so the config and
+the CLI validate a selection cheaply; resolving a window against the files is :mod:`shelf_data.window`.
 
-* ``"latest"``: the newest span (RangeConfig: none, TFX's default);
-* ``"last:K"``: the K newest spans present, a rolling window
-  (``{"rolling_range": {"num_spans": K}}``);
-* ``"A-B"`` or ``"N"``: the spans present from A to B inclusive
-  (``{"static_range": {"start_span_number": A, "end_span_number": B}}``).
-
-The RangeConfig JSON is what travels: the ``range_config`` runtime parameter
-of a compiled Kubeflow spec and ImportExampleGen's ``range_config`` execution
-property. This module is plain Python (no TFX import) so that the config and
-the CLI can validate a selection cheaply; resolving a window against the
-files is :mod:`shelf_data.window`.
+See docs/running.md#which-spans-a-run-reads for each form and its RangeConfig.
 """
 
 from __future__ import annotations

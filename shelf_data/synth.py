@@ -1,24 +1,12 @@
 """Synthetic shelf-front photos in the data contract (``shelf-audit synth``).
 
-Each photo shows 1-3 shelf rows; a row is a run of facings of one SKU whose
-packaging (colour bands, text-like stripes, a logo, a barcode) comes from a
-fixed catalogue. ``misplaced`` puts one facing of another SKU into a row or
-leaves a dark gap where a facing is missing; ``damaged`` tears, stains,
-crushes or dents one facing. A camera model then adds perspective and
-rotation jitter, uneven or dim lighting, blur, sensor noise, a JPEG quality
-and an output size (96..320 px a side, RGB or grayscale) that depend on the
-scanner model, so slices (lighting, device, lane) differ in difficulty.
+Each photo shows 1-3 shelf rows of facings from a fixed catalogue; ``misplaced`` and ``damaged`` photos
+carry one odd, missing or damaged facing, and a camera model per scanner varies perspective, lighting,
+blur, noise, JPEG quality and size, so slices differ in difficulty. Photo ``i`` of span ``s`` draws
+everything from ``np.random.default_rng([seed, s, i])``: the same ``(seed, span, count, shards)`` gives
+byte-identical shards.
 
-The cues are deliberately large: downstream the photos become 128x128
-grayscale, so an odd facing differs clearly in gray level and height, a gap
-is clearly dark and damage covers a large part of a facing.
-
-Determinism: photo ``i`` of span ``s`` draws everything from
-``np.random.default_rng([seed, s, i])`` and the catalogue from a constant
-seed, so the same ``(seed, span, count, shards)`` gives byte-identical
-shards. Nothing reads the clock or global random state. Rendering is
-vectorised numpy plus Pillow (warp, blur, JPEG) to stay well above 200
-photos/s on one core.
+See docs/data-contract.md#synthetic-photos.
 """
 
 from __future__ import annotations

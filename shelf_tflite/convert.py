@@ -1,18 +1,12 @@
 """The TensorFlow side of conversion: the SavedModel, its TFLite converter and the gray variants' options.
 
-Our own converter rather than TFX's ``TFLiteRewriter``: the rewriter drops
-converter options and cannot make a true integer model.
-:func:`saved_model_converter` builds the converter of one signature (around
-the SavedModel when it is loaded already) and :func:`set_options` sets every
-option a gray variant depends on; :mod:`shelf_tflite.build` composes them.
-:func:`load_saved_model` and :func:`saved_model_predict` give the SavedModel's
-own outputs, the reference the variants are verified against.
+:func:`saved_model_converter` builds the converter of one signature (around the SavedModel when it is
+loaded already) and :func:`set_options` sets every option a gray variant depends on;
+:mod:`shelf_tflite.build` composes them. :func:`load_saved_model` and :func:`saved_model_predict` give
+the SavedModel's own outputs, the reference the variants are verified against.
 
-int8 contract: integer builtin ops only, ``uint8`` input with scale 1.0 and
-zero point 0 (the app feeds raw pixels, no arithmetic), ``float32`` output.
-We keep the output in float because the model contract promises
-probabilities; the final dequantize costs nothing measurable and the app
-needs no output scale.
+See docs/bucket-contract.md#the-model-contract for the int8 contract and
+docs/design-decisions.md#where-we-differ-from-the-library-defaults for why not TFX's ``TFLiteRewriter``.
 """
 
 from __future__ import annotations

@@ -1,29 +1,12 @@
 """TFLite model metadata (the ``M001`` flatbuffer MediaPipe Tasks reads), written and read here.
 
-MediaPipe Tasks' ``ImageClassifier`` takes its class names, colour space and
-input normalisation from metadata embedded in the ``.tflite`` file. The format
-is public and small:
+With the flatbuffers runtime and LiteRT's generated TFLite schema only: no TensorFlow, no TFLite Support.
+:data:`TABLES` describes the part of the metadata schema we use, field by field in schema order;
+:func:`encode` and :func:`decode` walk it both ways with the JSON shape MediaPipe's ``MetadataDisplayer``
+prints, so what we write is checked against what MediaPipe shows. Archives get a fixed timestamp: the
+same model and files give the same bytes.
 
-1. a ``ModelMetadata`` flatbuffer (file identifier ``M001``, the schema
-   ``metadata_schema.fbs`` of TFLite Support, now kept by MediaPipe) is stored
-   as one more buffer of the model, named ``TFLITE_METADATA`` in the model's
-   ``metadata`` list;
-2. associated files (``labels.txt``) are a zip archive appended after the
-   flatbuffer; readers find it through the zip's central directory at the end.
-
-Only the flatbuffers runtime (Google's, maintained) and LiteRT's generated
-TFLite schema (``ai_edge_litert.schema_py_generated``) are used: no
-TensorFlow, no native module beyond LiteRT's own. The writers that used to do
-this (TFLite Support's) are frozen, link libusb and pin protobuf below 4;
-MediaPipe's own writers need MediaPipe, which cannot share the pipeline's lock.
-
-:data:`TABLES` describes the part of the metadata schema we use, field by
-field in schema order (the order fixes each field's flatbuffer slot; a union
-takes two slots, its type then its value). :func:`encode` and :func:`decode`
-walk it both ways with the JSON shape MediaPipe's ``MetadataDisplayer`` prints
-(snake_case field names, enum and union member names as strings), so what we
-write is checked against what MediaPipe shows. Archives are written with a
-fixed timestamp: the same model and files give the same bytes.
+See docs/bucket-contract.md#the-tasks-variant-and-its-metadata for the format.
 """
 
 from __future__ import annotations

@@ -1,36 +1,12 @@
 """The ``tasks`` TFLite variant: RGB uint8 in, metadata embedded, for MediaPipe Tasks.
 
-MediaPipe Tasks' ``ImageClassifier`` (what the Android app uses) only accepts a
-model whose single input is ``[1, H, W, 3]`` (or 4) ``uint8`` or ``float32``
-with RGB metadata, and it reads the class names from the model's TFLite
-metadata. Our other variants take gray ``[1, 128, 128, 1]`` float32 and carry
-no metadata, so MediaPipe refuses them. This variant runs the *same* weights:
+MediaPipe Tasks' ``ImageClassifier`` (what the Android app uses) needs one RGB ``uint8`` input and the
+class names in the model's TFLite metadata. This variant runs the *same* weights as the gray ones behind
+an RGB-to-gray step: it is the SavedModel's ``serving_rgb`` signature converted like ``fp16`` (for a
+model exported without it, :func:`rgb_module` builds the same steps around ``serving_image``), with the
+metadata MediaPipe's image classifier writers produce, written by :mod:`shelf_tflite.metadata`.
 
-1. input ``image``: RGB ``uint8 [1, 128, 128, 3]``, raw 0..255 pixels (the
-   frame MediaPipe has already resized to the input size);
-2. inside the model: cast to float32, ITU-R BT.601 luma
-   (:func:`shelf_model.preprocessing.gray_of_rgb`), ``tf.round`` and
-   clip to 0..255 (training fed integer gray pixels), ``[1, 128, 128, 1]``;
-3. the SavedModel's ``serving_image`` signature, unchanged;
-4. output ``probabilities``: float32 ``[1, 3]``.
-
-The Trainer exports steps 1-4 as the SavedModel's ``serving_rgb`` signature,
-which is converted like the ``fp16`` variant. For a model exported before that
-signature, :func:`rgb_module` builds the same steps around ``serving_image``.
-
-Weights are float16 like the ``fp16`` variant, builtin ops only. The metadata
-(model name and description, RGB image properties, normalisation mean 0 /
-std 1 so MediaPipe feeds raw 0..255, value ranges, and ``labels.txt`` attached
-to the output as ``TENSOR_AXIS_LABELS``) is the one MediaPipe's image
-classifier writers produce, written by :mod:`shelf_tflite.metadata` with the
-flatbuffers runtime alone (the flatbuffer is byte for byte what TFLite
-Support's writer made; ``tests/data/tasks_metadata.json`` is its JSON).
-
-MediaPipe itself runs only in its own test environment
-(``requirements-mediapipe.lock``, ``.venv-mediapipe``: it needs protobuf 4,
-the pipeline's TFMA stack protobuf 3), where ``scripts/tasks_classify.py``
-loads this variant with the real ``ImageClassifier`` and MediaPipe's own
-metadata reader (tests/test_mediapipe_tasks.py).
+See docs/bucket-contract.md#the-tasks-variant-and-its-metadata.
 """
 
 from __future__ import annotations
