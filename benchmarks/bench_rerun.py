@@ -1,22 +1,11 @@
-"""Re-run benchmark: an unchanged re-run before (``--force``, what every re-run did) and after the inputs digest check.
+"""Re-run benchmark: an unchanged re-run with ``--force`` (the whole pipeline) and without it (the inputs digest check).
 
-Makes 1,800 synthetic photos (``shelf-audit synth --count 1800``), runs the
-pipeline once to publish a version (3 epochs), then measures two re-runs on
-the same data, config and home:
-
-* **before**: ``shelf-audit run ... --force``: the pipeline is built and run;
-  TFX's cache stops at the Trainer, the Resolver finds the new baseline, so
-  the Evaluator and the Pusher run again to publish nothing;
-* **after**: the same command without ``--force``: the inputs digest matches
-  the published version, ``nothing new since <version>`` is printed and the
-  process ends.
-
-Wall time and peak RSS come from ``/usr/bin/time -v`` when present, else from
-``resource.getrusage`` of the children (then the RSS is the peak of every
-child so far). The load average before each measurement is recorded: on a
-shared machine the figures include other people's work.
+Publishes a version from 1,800 synthetic photos, then measures two re-runs on the same data, config and
+home: ``--force`` (the pipeline runs, the Evaluator and the Pusher publish nothing) and the same command
+without it (``nothing new since <version>``).
 
 ``python -m benchmarks.run --only rerun`` (or ``python -m benchmarks.bench_rerun``).
+See docs/performance.md#benchmarks-how-the-figures-are-made for how each figure is measured.
 """
 
 from __future__ import annotations

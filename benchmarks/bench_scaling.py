@@ -1,18 +1,11 @@
 """Scaling benchmark: seconds, peak RSS and ms per photo of each pipeline stage at 6,000, 18,000 and 54,000 photos.
 
-For each size, makes synthetic photos (``shelf-audit synth --span 1 --count N
---seed 7``, kept under the work dir and re-used by later runs), then runs the
-whole pipeline on them into a fresh home with the demo config capped at 2
-epochs and its gate relaxed (so that the model publishes and the pusher runs).
-While the run goes, the RSS of the run process and all its descendants is
-sampled every 0.5 s (``psutil``); afterwards each stage's window is read from
-ML Metadata (``pipeline.run_summary.read_stages``) and its peak RSS is the
-largest sample inside that window. The load average before each run is
-recorded: on a shared machine the figures include other people's work.
+For each size, runs the whole pipeline on synthetic photos into a fresh home (demo config, 2 epochs, gate
+relaxed), samples the RSS of the run and its descendants and reads each stage's window from ML Metadata.
 
 ``python -m benchmarks.run --only scaling`` (or ``python -m benchmarks.bench_scaling``).
-A quick smoke run: ``SHELF_AUDIT_BENCH_SCALING_SIZES=300,600 SHELF_AUDIT_BENCH_SCALING_STEPS=5``
-(the second caps ``training.steps_per_epoch`` and ``eval_steps``).
+A quick smoke run: ``SHELF_AUDIT_BENCH_SCALING_SIZES=300,600 SHELF_AUDIT_BENCH_SCALING_STEPS=5``.
+See docs/performance.md#benchmarks-how-the-figures-are-made for how each figure is measured.
 """
 
 from __future__ import annotations

@@ -1,20 +1,11 @@
 """Trainer benchmark: train images/s against the CPU's FP32 limit, and trials of batch size, XLA and threads.
 
-The CPU's limit: multiply-adds of one forward pass of the model at 128x128
-gray, counted layer by layer (Conv2D, DepthwiseConv2D, Dense; BatchNorm,
-activations and pooling left out), times 3 for a training step (forward and
-two backward passes), times 2 FLOPs per multiply-add, against the peak FP32
-FLOP/s that /proc/cpuinfo suggests. Trials: each fits the model for
-``EPOCHS`` epochs on the demo run's transformed examples in its own
-subprocess (thread counts are fixed before TensorFlow starts), then reports
-steady train images/s (median of epochs 2+) and argmax recall on the eval
-split.
-
     python -m benchmarks.run --only pipeline   # once: makes the demo's transformed examples
     python -m benchmarks.run --only trainer
 
-``SHELF_AUDIT_BENCH_TRAINER_EXAMPLES=<transformed_examples dir>`` reads other
-examples; ``SHELF_AUDIT_BENCH_TRAINER_EPOCHS=N`` changes the epoch count.
+``SHELF_AUDIT_BENCH_TRAINER_EXAMPLES=<transformed_examples dir>`` reads other examples;
+``SHELF_AUDIT_BENCH_TRAINER_EPOCHS=N`` changes the epoch count.
+See docs/performance.md#benchmarks-how-the-figures-are-made for how the limit and the trials are measured.
 """
 
 from __future__ import annotations
