@@ -39,6 +39,7 @@ def _event_names(root: str) -> list[str]:
 
 
 def _legacy_history(root: str) -> list[dict[str, Any]]:
+    # compatibility shim: docs/design-decisions.md#compatibility-shims
     path = join(root, HISTORY_FILE)
     if not storage.exists(path):
         return []

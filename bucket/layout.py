@@ -25,6 +25,7 @@ GOLDEN_INDEX = "golden.json"
 GOLDEN_CAMERA_DIR = "camera"  # golden/camera/frame_XXX.jpg
 GOLDEN_CAMERA_INDEX = "camera.json"  # golden/camera.json
 LATEST_FILE = "LATEST"
+# compatibility shim: docs/design-decisions.md#compatibility-shims
 HISTORY_FILE = "history.jsonl"  # legacy single-file history: read, never written
 HISTORY_DIR = "history"
 VERSIONS_DIR = "versions"

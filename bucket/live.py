@@ -100,6 +100,7 @@ def _pick_file(manifest: Mapping[str, Any], variant: str) -> tuple[str, str | No
     """``(file, variant it holds, why)``: the live file of ``variant`` when published, else the default model."""
     variants = manifest.get("variants")
     entry = variants.get(variant) if isinstance(variants, Mapping) else None
+    # compatibility shim: docs/design-decisions.md#compatibility-shims
     if isinstance(entry, Mapping) and entry.get("file") and entry.get("published", True) is not False:
         return str(entry["file"]), variant, "same variant"
     if isinstance(entry, Mapping):

@@ -173,6 +173,7 @@ def _replay_camera(contents: Mapping[str, bytes], models: Sequence[str]) -> list
     from shelf_tflite import runtime
 
     index_name = f"{GOLDEN_DIR}/{GOLDEN_CAMERA_INDEX}"
+    # compatibility shim: docs/design-decisions.md#compatibility-shims
     if index_name not in contents:
         return []  # versions published before camera goldens existed
     index = json.loads(contents[index_name].decode("utf-8"))

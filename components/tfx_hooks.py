@@ -23,6 +23,7 @@ def rebound(module: ModuleType, name: str, value: Any) -> Iterator[None]:
     Raises:
         AttributeError: ``module`` has no ``name`` (TFX renamed it: nothing is swapped silently).
     """
+    # compatibility shim: docs/design-decisions.md#compatibility-shims
     original = getattr(module, name)
     setattr(module, name, value)
     try:

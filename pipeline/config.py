@@ -137,6 +137,7 @@ _SECTIONS = {
 
 
 # Keys of older configs and what replaced them.
+# compatibility shim: docs/design-decisions.md#compatibility-shims
 _REPLACED = {
     "data.span_from": 'data.spans ("latest", "last:K", "A-B" or "N"; e.g. spans = "3-5")',
     "data.span_to": 'data.spans ("latest", "last:K", "A-B" or "N"; e.g. spans = "3-5")',

@@ -35,6 +35,7 @@ def _recall(
     name: str, class_weights: Mapping[int, float], gate: tfma.PerSliceMetricThreshold | None = None
 ) -> tfma.MetricConfig:
     config = json.dumps({"name": name, "recall_weights": {str(k): v for k, v in class_weights.items()}})
+    # compatibility shim: docs/design-decisions.md#compatibility-shims
     # Thresholds sit on the MetricConfig: in TFMA 0.47.1 the spec-level
     # ``per_slice_thresholds`` map builds keys that never match computed metrics.
     return tfma.MetricConfig(

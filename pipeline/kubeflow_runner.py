@@ -106,6 +106,7 @@ def use_span_window_driver(spec: dict[str, Any]) -> dict[str, Any]:
     Raises:
         ValueError: no task runs TFX's ExampleGen driver (a TFX upgrade changed the hook).
     """
+    # compatibility shim: docs/design-decisions.md#compatibility-shims
     swapped = 0
     for executor in spec["deploymentSpec"]["executors"].values():
         hook = executor.get("container", {}).get("lifecycle", {}).get("preCacheCheck", {})

@@ -22,6 +22,7 @@ from typing import Any
 
 def read_model_metadata(model_path: str) -> dict[str, Any]:
     """The metadata MediaPipe's own metadata reader finds in the model, and its label file."""
+    # compatibility shim: docs/design-decisions.md#compatibility-shims
     try:
         from mediapipe.tasks.python.metadata import metadata as mp_metadata
     except ImportError:  # older/newer MediaPipe without the Python metadata module

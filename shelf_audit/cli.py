@@ -59,9 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Before TensorFlow, gRPC or absl load (the chosen subcommand's module may import them).
     verbose = any(a in ("-v", "--verbose") for a in argv)
+    # compatibility shim: docs/design-decisions.md#compatibility-shims
     # TFT switches the process to Keras 2; say so before TensorFlow loads.
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     quiet.quiet_environment(verbose)
+    # compatibility shim: docs/design-decisions.md#compatibility-shims
     # google-api-core warns on every import that Python 3.10 support is ending; TFX 1.16 needs 3.10.
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\..*")
     # Whole stdout lines in order with stderr's (one file under cron, systemd or CI); without --verbose,

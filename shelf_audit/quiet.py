@@ -55,6 +55,7 @@ def tfx_compile(verbose: bool = False) -> Iterator[None]:
 # TensorFlow 2.16's C++ start-up lines on a machine without a GPU. They are logged at ERROR level, so the only
 # switch that hides them (TF_CPP_MIN_LOG_LEVEL=3) would hide real C++ errors too; they are dropped by text instead,
 # and everything else TensorFlow's C++ side writes still shows.
+# compatibility shim: docs/design-decisions.md#compatibility-shims
 NATIVE_NOISE = (
     re.compile(rb"Unable to register cu(FFT|DNN|BLAS) factory: Attempting to register factory for plugin"),
     re.compile(rb"TF-TRT Warning: Could not find TensorRT"),
@@ -128,6 +129,7 @@ def quiet_python_logging() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=r".*tf_record_iterator.*")
+    # compatibility shim: docs/design-decisions.md#compatibility-shims
     warnings.filterwarnings("ignore", message=r".*pkg_resources is deprecated.*")
 
 

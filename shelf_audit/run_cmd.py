@@ -33,6 +33,7 @@ DEFAULT_CONFIG = "configs/demo.toml"
 # absl lines worth showing without --verbose: one per stage start/finish.
 _STAGE_MARKERS = ("Component ", "A cached execution")
 # Warnings TFX 1.16 prints on every run that say nothing about this run.
+# compatibility shim: docs/design-decisions.md#compatibility-shims
 _NOISE = ("ArtifactQuery.property_predicate is not supported", "Examples artifact does not have payload_format")
 
 

@@ -44,6 +44,7 @@ def read_bad_records(examples_uri: str) -> dict | None:
     Raises:
         ValueError: the file exists but is not a JSON object (the message names the file).
     """
+    # compatibility shim: docs/design-decisions.md#compatibility-shims
     path = bad_records_path(examples_uri)
     try:
         if _is_local(path):

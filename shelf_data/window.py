@@ -49,6 +49,7 @@ def _tfx() -> ModuleType:
     imports every TFX component and Apache Beam (about 7 s); the module itself needs only TFX's file
     I/O and protos, so it is loaded from its file unless the process has imported it already.
     """
+    # compatibility shim: docs/design-decisions.md#compatibility-shims
     if _TFX_UTILS in sys.modules:
         return sys.modules[_TFX_UTILS]
     import tfx
@@ -78,6 +79,7 @@ def spans_present(input_base: str, split: example_gen_pb2.Input.Split) -> list[i
     is_span, is_date, is_version = utils.verify_split_pattern_specs(split)
     if not (is_span or is_date):
         raise ValueError(f"split pattern {split.pattern!r} has no {utils.SPAN_SPEC}: it cannot select spans")
+    # compatibility shim: docs/design-decisions.md#compatibility-shims
     glob, regex = utils._create_matching_glob_and_regex(  # noqa: SLF001 - TFX's span matcher, pinned TFX 1.16
         uri=input_base,
         split=split,

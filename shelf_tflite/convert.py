@@ -68,6 +68,7 @@ def saved_model_converter(
         raise ValueError(
             f"signature {signature_key!r} not in the SavedModel {saved_model_dir} (it has {sorted(loaded.signatures)})"
         )
+    # compatibility shim: docs/design-decisions.md#compatibility-shims
     # What from_saved_model does after its load (TensorFlow 2.16): the model type goes into the
     # flatbuffer's conversion metadata, then the converter holds the loaded object.
     from tensorflow.lite.python import conversion_metadata_schema_py_generated as conversion_metadata_fb

@@ -120,6 +120,7 @@ def _convert_rgb(saved_model_dir: str, image_size: int | None, signature_key: st
     function, which TensorFlow does by saving it again (about twice as slow).
     """
     rgb_exported = signature_key == features.IMAGE_SIGNATURE and image_size is None
+    # compatibility shim: docs/design-decisions.md#compatibility-shims
     if rgb_exported and features.RGB_SIGNATURE in signature_keys(saved_model_dir):
         converter = convert.saved_model_converter(saved_model_dir, features.RGB_SIGNATURE, loaded)
     else:

@@ -107,6 +107,7 @@ def run_driver(
 
     newest = copy.deepcopy(executor_input)
     _set_parameter(newest, RANGE_CONFIG_KEY, spans.static_json([resolution.span]))
+    # compatibility shim: docs/design-decisions.md#compatibility-shims
     tfx_kfp_driver._run_driver(newest, component_inputs_spec)  # noqa: SLF001 - TFX's driver, unchanged
 
     path = executor_input.outputs.output_file

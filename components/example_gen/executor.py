@@ -139,6 +139,7 @@ class Executor(import_executor.Executor):
                 counts=beam.pvalue.AsSingleton(counts),
             )
         )
+        # compatibility shim: docs/design-decisions.md#compatibility-shims
         parts = checked["examples"] | "SplitData" >> beam.Partition(
             base_example_gen_executor._PartitionFn,  # noqa: SLF001 - TFX's own split, so splits match TFX's
             len(buckets),
