@@ -7,6 +7,7 @@ spaces turned into ``-``; a repeated heading gets ``-1``, ``-2``, ... appended.
 
 from __future__ import annotations
 
+import ast
 import re
 import unicodedata
 from pathlib import Path
@@ -139,3 +140,101 @@ def test_relative_link_resolves(page: str, target: str):
         assert resolved.suffix == ".md", f"{page}: link {target!r}: an anchor into a file that is not Markdown"
         known = anchors(resolved)
         assert anchor in known, f"{page}: link {target!r}: no heading {anchor!r} in {resolved.relative_to(ROOT)}"
+
+
+# --- The compatibility shims: one table in design-decisions.md, one comment at each place in the code ---------
+
+SHIM_PAGE = DOCS / "design-decisions.md"
+SHIM_HEADING = "Compatibility shims"
+SHIM_COMMENT = "# compatibility shim: docs/design-decisions.md#compatibility-shims"
+SHIM_MENTION = re.compile(r"#\s*compatibility shim", re.IGNORECASE)
+SHIM_PLACE = re.compile(r"`([\w./-]+\.py):(\w+)`")
+
+
+def shim_places() -> list[tuple[str, str]]:
+    """(file, name) of every place the first column of the shims table names, in table order."""
+    lines = SHIM_PAGE.read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if HEADING.match(line) and line.lstrip("# ") == SHIM_HEADING)
+    places = []
+    for line in lines[start + 1 :]:
+        if HEADING.match(line):
+            break
+        if line.startswith("|") and not set(line) <= set("|- "):
+            first = line.split("|")[1]
+            places.extend(SHIM_PLACE.findall(first))
+    return places
+
+
+def code_files() -> list[Path]:
+    """The project's Python files: not the tests, not hidden folders (environments, caches)."""
+    files = []
+    for path in sorted(ROOT.rglob("*.py")):
+        parts = path.relative_to(ROOT).parts
+        if parts[0] == "tests" or any(part.startswith(".") for part in parts):
+            continue
+        files.append(path)
+    return files
+
+
+def named_spans(source: str) -> dict[str, list[tuple[int, int]]]:
+    """``{name: [(first line, last line), ...]}`` of every def, class and module-level assignment.
+
+    A span starts one line above the def (or its first decorator), so a comment right above it counts.
+    """
+    spans: dict[str, list[tuple[int, int]]] = {}
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            spans.setdefault(node.name, []).append((first - 1, node.end_lineno or node.lineno))
+    for node in tree.body:
+        targets = (
+            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        )
+        for target in targets:
+            if isinstance(target, ast.Name):
+                spans.setdefault(target.id, []).append((node.lineno - 1, node.end_lineno or node.lineno))
+    return spans
+
+
+def shim_comments() -> list[tuple[str, int, str]]:
+    """(file, line, text) of every comment in the code that mentions a compatibility shim."""
+    found = []
+    for path in code_files():
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if SHIM_MENTION.search(line):
+                found.append((str(path.relative_to(ROOT)), number, line.strip()))
+    return found
+
+
+def test_the_shims_table_has_rows():
+    assert github_slug(SHIM_HEADING) in anchors(SHIM_PAGE)
+    assert len(shim_places()) >= 10, f"{SHIM_PAGE.name}: the {SHIM_HEADING!r} table names {shim_places()}"
+
+
+def test_every_shim_place_exists():
+    for file, name in shim_places():
+        path = ROOT / file
+        assert path.is_file(), f"{SHIM_PAGE.name}: shim in {file}, which does not exist"
+        assert name in named_spans(path.read_text(encoding="utf-8")), f"{SHIM_PAGE.name}: no {name} in {file}"
+
+
+def test_every_shim_comment_names_a_table_entry():
+    places = set(shim_places())
+    comments = shim_comments()
+    assert comments, "no compatibility shim comment in the code"
+    for file, number, text in comments:
+        assert text == SHIM_COMMENT, f"{file}:{number}: write the shim comment as {SHIM_COMMENT!r}, not {text!r}"
+        spans = named_spans((ROOT / file).read_text(encoding="utf-8"))
+        inside = {name for name, ranges in spans.items() if any(a <= number <= b for a, b in ranges)}
+        assert {(file, name) for name in inside} & places, (
+            f"{file}:{number}: a compatibility shim in {sorted(inside) or 'module scope'}, "
+            f"which the table in {SHIM_PAGE.name}#compatibility-shims does not name"
+        )
+
+
+def test_the_shim_checker_finds_places():
+    source = "X = 1\n\n# shim\n@dec\ndef f():\n    return 1\n"
+    assert named_spans(source) == {"X": [(0, 1)], "f": [(3, 6)]}
+    row = "| `bucket/a.py:f`, `b/c.py:X` | what | why | when |"
+    assert SHIM_PLACE.findall(row.split("|")[1]) == [("bucket/a.py", "f"), ("b/c.py", "X")]
