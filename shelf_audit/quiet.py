@@ -50,7 +50,7 @@ def tfx_compile(verbose: bool = False) -> Iterator[None]:
             root.setLevel(level)
 
 
-# --- Run-time noise (issue: a tiny run printed 38 third-party lines of 65) -------------------------------------
+# --- Run-time noise: third-party lines a plain run would print among its own ----------------------------------
 
 # TensorFlow 2.16's C++ start-up lines on a machine without a GPU. They are logged at ERROR level, so the only
 # switch that hides them (TF_CPP_MIN_LOG_LEVEL=3) would hide real C++ errors too; they are dropped by text instead,
