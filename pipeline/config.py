@@ -82,6 +82,9 @@ class KubeflowConfig:
     # Optional accelerator for the Trainer, e.g. NVIDIA_TESLA_T4 (count 0: none).
     trainer_gpu_type: str = ""
     trainer_gpu_count: int = 0
+    # Environment variables every task gets from a Kubernetes secret: VARIABLE = "secret-name/key", e.g.
+    # the signing key (push.signing_key = "env:VARIABLE") or a password. Open-source Kubeflow Pipelines only.
+    secrets: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,6 +176,10 @@ def _coerce(key: str, value: Any, field: dataclasses.Field) -> Any:
         if not isinstance(value, str):
             raise _fail(key, value, "must be a string")
         return value
+    if kind == "Mapping[str, str]":
+        if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+            raise _fail(key, value, "must be a table of strings")
+        return {str(k): v for k, v in value.items()}
     if kind.startswith("Mapping"):
         if not isinstance(value, Mapping):
             raise _fail(key, value, "must be a table")
@@ -289,10 +296,17 @@ def validate(config: PipelineConfig) -> None:
         raise _fail(
             "kubeflow.trainer_gpu_type", k.trainer_gpu_type, "must name the accelerator when trainer_gpu_count > 0"
         )
+    for variable, source in k.secrets.items():
+        if not _ENV_NAME.fullmatch(variable):
+            raise _fail(f"kubeflow.secrets.{variable}", source, "must be named like an environment variable")
+        if not _SECRET_KEY.fullmatch(source):
+            raise _fail(f"kubeflow.secrets.{variable}", source, "must be 'secret-name/key' (a Kubernetes secret)")
     _validate_metadata(config.metadata)
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A Kubernetes secret's name (a DNS subdomain) and one of its keys.
+_SECRET_KEY = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/[-._a-zA-Z0-9]+")
 _DATABASE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
 
 

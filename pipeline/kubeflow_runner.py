@@ -97,6 +97,27 @@ def compile_spec(
     return for_open_source_kfp(spec) if backend == KFP else spec
 
 
+def platform_spec(config: config_lib.PipelineConfig, spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The Kubernetes platform spec that hands every task ``kubeflow.secrets``; None when there are none.
+
+    It is the second document of the pipeline package (``secretAsEnv`` per executor, as the
+    ``kfp-kubernetes`` extension writes it); open-source Kubeflow Pipelines reads it, Vertex AI does not.
+    """
+    secrets: dict[str, list[dict[str, str]]] = {}
+    for variable, source in sorted(config.kubeflow.secrets.items()):
+        name, key = source.split("/", 1)
+        secrets.setdefault(name, []).append({"secretKey": key, "envVar": variable})
+    if not secrets:
+        return None
+    as_env = [{"secretName": name, "keyToEnv": keys} for name, keys in sorted(secrets.items())]
+    executors = {
+        label: {"secretAsEnv": as_env}
+        for label, executor in sorted(spec["deploymentSpec"]["executors"].items())
+        if "container" in executor
+    }
+    return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}
+
+
 def use_span_window_driver(spec: dict[str, Any]) -> dict[str, Any]:
     """Point ExampleGen's ``preCacheCheck`` at :mod:`components.example_gen.driver` (same flags); returns ``spec``.
 
@@ -159,15 +180,24 @@ def placeholders(spec: dict[str, Any]) -> list[str]:
     return sorted(set(PLACEHOLDER.findall(json.dumps(spec))))
 
 
-def write_spec(spec: dict[str, Any], path: str) -> None:
-    """Write the spec as YAML (``.yaml``/``.yml``) or JSON (``.json``), through ``tf.io.gfile``."""
+def write_spec(spec: dict[str, Any], path: str, platform: dict[str, Any] | None = None) -> None:
+    """Write the spec as YAML (``.yaml``/``.yml``) or JSON (``.json``), through ``tf.io.gfile``.
+
+    A platform spec (:func:`platform_spec`) follows the pipeline spec as a second YAML document.
+
+    Raises:
+        ValueError: a platform spec for a ``.json`` file (a pipeline package holds it only as YAML).
+    """
     import json
 
     import tensorflow as tf
     import yaml
 
-    text = (
-        json.dumps(spec, indent=2, sort_keys=True) if path.endswith(".json") else yaml.safe_dump(spec, sort_keys=True)
-    )
+    if path.endswith(".json"):
+        if platform:
+            raise ValueError(f"{path}: kubeflow.secrets need a YAML spec (.yaml), the format that carries them")
+        text = json.dumps(spec, indent=2, sort_keys=True)
+    else:
+        text = yaml.safe_dump_all([spec, platform] if platform else [spec], sort_keys=True)
     with tf.io.gfile.GFile(path, "w") as f:
         f.write(text)

@@ -56,10 +56,11 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             spec = kubeflow_runner.compile_spec(config, args.pipeline_root, args.image, args.backend)
+            platform = kubeflow_runner.platform_spec(config, spec)
+            kubeflow_runner.write_spec(spec, args.out, platform)
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_ERROR
-        kubeflow_runner.write_spec(spec, args.out)
     if args.backend == kubeflow_runner.KFP:
         print(
             "warning: open-source Kubeflow Pipelines runs no TFX resolver: this spec gates on the recall floors only, "
@@ -72,4 +73,6 @@ def run(args: argparse.Namespace) -> int:
     listed = ", ".join(f"{k}={v.get('defaultValue')!r}" for k, v in sorted(parameters.items()))
     print(f"wrote {args.out}: {len(spec['root']['dag']['tasks'])} tasks, image {args.image or config.kubeflow.image}")
     print(f"runtime parameters (defaults): {listed}")
+    if platform:
+        print(f"secrets as environment variables of every task: {', '.join(sorted(config.kubeflow.secrets))}")
     return EXIT_OK

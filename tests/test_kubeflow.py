@@ -127,6 +127,43 @@ def test_an_optional_gpu_goes_to_the_trainer_only(tmp_path):
     assert "accelerator" not in executors["Evaluator_executor"]["container"]["resources"]
 
 
+def test_secrets_reach_every_task_as_environment_variables_from_kubernetes(tmp_path):
+    text = PRODUCTION.read_text().replace("[push]\n", '[push]\nsigning_key = "env:SHELF_AUDIT_SIGNING_PEM"\n', 1)
+    text += (
+        "\n[kubeflow.secrets]\n"
+        'SHELF_AUDIT_SIGNING_PEM = "shelf-audit-signing/key.pem"\n'
+        'SHELF_AUDIT_MYSQL_PASSWORD = "shelf-audit-mysql/password"\n'
+    )
+    config_file, out = tmp_path / "secrets.toml", tmp_path / "pipeline.yaml"
+    config_file.write_text(text)
+    status = cli.main(["compile", "--config", str(config_file), "--pipeline-root", "gs://ml/root", "--out", str(out)])
+    assert status == 0
+    spec, platform = yaml.safe_load_all(out.read_text())
+    containers = {label for label, e in spec["deploymentSpec"]["executors"].items() if "container" in e}
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(executors) == containers and "TFLitePusher_executor" in containers
+    assert executors["TFLitePusher_executor"]["secretAsEnv"] == [
+        {
+            "secretName": "shelf-audit-mysql",
+            "keyToEnv": [{"secretKey": "password", "envVar": "SHELF_AUDIT_MYSQL_PASSWORD"}],
+        },
+        {
+            "secretName": "shelf-audit-signing",
+            "keyToEnv": [{"secretKey": "key.pem", "envVar": "SHELF_AUDIT_SIGNING_PEM"}],
+        },
+    ]
+    # The pusher names the variable, never a key: the spec holds no literal secret.
+    pusher = spec["root"]["dag"]["tasks"]["TFLitePusher"]["inputs"]["parameters"]
+    assert pusher["signing_key"]["runtimeValue"]["constant"] == "env:SHELF_AUDIT_SIGNING_PEM"
+    # A JSON package cannot carry them: said, not dropped.
+    config = config_lib.load(config_file)
+    with pytest.raises(ValueError, match="kubeflow.secrets need a YAML spec"):
+        kubeflow_runner.write_spec(spec, str(tmp_path / "p.json"), kubeflow_runner.platform_spec(config, spec))
+    for bad in ({"SHELF-KEY": "s/k"}, {"KEY": "no-key"}, {"KEY": "Upper/k"}):
+        with pytest.raises(config_lib.ConfigError, match="kubeflow.secrets"):
+            config_lib.from_dict({"kubeflow": {"secrets": bad}})
+
+
 def test_compile_needs_an_image():
     config = config_lib.load(PRODUCTION)
     config = config.replace(kubeflow=dataclasses.replace(config.kubeflow, image=""))
