@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from span_helpers import gray_jpeg
+from support.span_helpers import gray_jpeg
 
 from components import data_gate
 from components.example_gen import record_check
@@ -205,7 +205,7 @@ def test_a_missing_class_stops_naming_class_and_split():
 
 
 def test_an_empty_newest_span_folder_names_folder_pattern_and_contents(tmp_path):
-    from span_helpers import Mix, write_span
+    from support.span_helpers import Mix, write_span
 
     write_span(tmp_path, 1, Mix(count=3))
     (tmp_path / "span-2").mkdir()
@@ -241,7 +241,7 @@ def test_a_corrupt_file_error_reaches_the_run_log_without_beam_wrapping():
 
 
 def test_the_run_command_names_an_empty_span_before_building_anything(tmp_path):
-    from span_helpers import Mix, write_span
+    from support.span_helpers import Mix, write_span
 
     from pipeline import config as config_lib
     from shelf_audit.run_cmd import resolve_spans

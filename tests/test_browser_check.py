@@ -11,8 +11,8 @@ import base64
 import io
 
 import pytest
-from browser_check import check_page, find_chromium
 from PIL import Image
+from support.browser_check import check_page, find_chromium
 
 pytestmark = pytest.mark.browser
 

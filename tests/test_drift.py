@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from span_helpers import Mix, gray_jpeg, write_span
+from support.span_helpers import Mix, gray_jpeg, write_span
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from components import drift

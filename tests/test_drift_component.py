@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from span_helpers import Mix, write_span
+from support.span_helpers import Mix, write_span
 
 from components import drift
 from components.drift_settings import DriftSettings

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from span_helpers import count_records
+from support.span_helpers import count_records
 
 from bucket import versions
 from pipeline import run_summary

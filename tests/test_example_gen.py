@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from span_helpers import Mix, count_records, write_span
+from support.span_helpers import Mix, count_records, write_span
 
 from components.example_gen import component, executor
 from shelf_data import bad_records, spans, window

@@ -15,8 +15,8 @@ import re
 import zipfile
 from pathlib import Path
 
-import kfp_replay
 import pytest
+from support import kfp_replay
 
 pytestmark = pytest.mark.kfp
 

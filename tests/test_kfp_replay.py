@@ -1,6 +1,6 @@
 """Kubeflow tier: the compiled KFP V2 spec really runs, task by task, in a clean image venv.
 
-:mod:`kfp_replay` stands in for the backend: every container task runs its
+:mod:`support.kfp_replay` stands in for the backend: every container task runs its
 ``command + args`` exactly as the spec writes them, in a virtualenv holding only
 the hashed lock and the project wheel, from a scratch folder, with the
 ExecutorInput the KFP driver would build. Runtime parameters get non-default
@@ -18,9 +18,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import kfp_replay
 import pytest
-from span_helpers import count_records
+from support import kfp_replay
+from support.span_helpers import count_records
 
 from bucket import layout, verify
 from bucket import versions as bucket_versions

@@ -1,7 +1,7 @@
 """Kubeflow tier: "the last K spans" as a runtime parameter of one compiled spec, replayed in the image venv.
 
 The spec is compiled once with the config's default (the latest span); each
-run then sets ``range_config`` to a rolling window. :mod:`kfp_replay` runs
+run then sets ``range_config`` to a rolling window. :mod:`support.kfp_replay` runs
 the ImportExampleGen task as the KFP V2 launcher would: the ``preCacheCheck``
 hook (our span driver, ``components.example_gen.driver``) and then the
 executor, each a real process in the clean image venv. The open-source KFP
@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import kfp_replay
 import pytest
-from span_helpers import Mix, count_records, write_span
+from support import kfp_replay
+from support.span_helpers import Mix, count_records, write_span
 
 from pipeline import config as config_lib
 from pipeline import kubeflow_runner

@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 import pytest
-import tflite_helpers as helpers
+from support import tflite_helpers as helpers
 
 from bucket import layout, publish, storage, versions
 from bucket.live import FIRST_RELEASE, LiveModel, LiveModelError, find_live_model

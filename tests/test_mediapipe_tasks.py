@@ -17,12 +17,12 @@ import json
 import sys
 from pathlib import Path
 
-import mediapipe_helpers
 import numpy as np
 import pytest
 import tensorflow as tf
-import tflite_helpers as helpers
 from PIL import Image
+from support import mediapipe_helpers
+from support import tflite_helpers as helpers
 
 from shelf_data.contract import LABELS
 from shelf_model.preprocessing import decode_and_resize

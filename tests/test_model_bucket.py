@@ -10,7 +10,7 @@ from unittest import mock
 import numpy as np
 import pytest
 import tensorflow as tf
-import tflite_helpers as helpers
+from support import tflite_helpers as helpers
 
 from bucket import history as bucket_history
 from bucket import layout, publish, storage, verify, versions

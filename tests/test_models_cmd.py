@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-import tflite_helpers as helpers
+from support import tflite_helpers as helpers
 
 from bucket import history, publish
 from bucket import versions as bucket_versions

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-import tflite_helpers as helpers
 from PIL import Image
+from support import tflite_helpers as helpers
 from tfx.dsl.components.base import base_executor
 from tfx.proto.orchestration import pipeline_pb2
 from tfx.types import standard_artifacts

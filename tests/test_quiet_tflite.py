@@ -14,8 +14,8 @@ import subprocess
 import sys
 import textwrap
 
-import cli_helpers
 import pytest
+from support import cli_helpers
 
 from shelf_audit import quiet
 

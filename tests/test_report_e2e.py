@@ -200,9 +200,9 @@ def test_mediapipe_classifies_the_published_camera_goldens_as_the_pipeline_does(
     """
     import json
 
-    import mediapipe_helpers
     import numpy as np
     from PIL import Image
+    from support import mediapipe_helpers
 
     from shelf_data.contract import LABELS
     from shelf_model import preprocessing
@@ -374,7 +374,7 @@ def test_notebook_runs_on_the_first_run_without_a_baseline(report_runs, tmp_path
 
 @pytest.mark.browser
 def test_report_renders_in_headless_chromium(report_runs, tmp_path):
-    from browser_check import check_page, find_chromium
+    from support.browser_check import check_page, find_chromium
 
     if find_chromium() is None:  # fail, do not skip: CI installs chromium (.ci/run)
         pytest.fail("no chromium on PATH: install Debian's chromium (`.ci/run --services-only` does)")

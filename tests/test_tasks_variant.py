@@ -1,7 +1,7 @@
 """The `tasks` TFLite variant (RGB uint8 in, gray inside, metadata) on the tiny brightness classifier.
 
 The tiny model's classes follow the mean gray level m (0..1): ok below 0.25,
-misplaced between, damaged above 0.75 (tests/tflite_helpers.py).
+misplaced between, damaged above 0.75 (tests/support/tflite_helpers.py).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from unittest import mock
 import numpy as np
 import pytest
 import tensorflow as tf
-import tflite_helpers as helpers
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
+from support import tflite_helpers as helpers
 
 from shelf_data.contract import LABELS
 from shelf_model.preprocessing import GRAY_COEFFICIENTS

@@ -8,7 +8,7 @@ from unittest import mock
 import numpy as np
 import pytest
 import tensorflow as tf
-import tflite_helpers as helpers
+from support import tflite_helpers as helpers
 
 from shelf_tflite import build, convert, eval_data, runtime, variants, verify
 

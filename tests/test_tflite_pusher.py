@@ -10,7 +10,7 @@ from unittest import mock
 
 import pytest
 import tensorflow as tf
-import tflite_helpers as helpers
+from support import tflite_helpers as helpers
 from tensorflow_model_analysis.proto import metrics_for_slice_pb2
 from tfx.dsl.components.base import base_executor
 from tfx.proto.orchestration import pipeline_pb2

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "tasks_classify.py"
 MEDIAPIPE_PYTHON_ENV = "SHELF_AUDIT_MEDIAPIPE_PYTHON"
 

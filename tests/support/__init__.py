@@ -1,0 +1,15 @@
+"""What the tests share besides fixtures: helper modules imported as ``support.<name>``.
+
+Fixtures stay in ``tests/conftest.py``; here live the plain functions and
+classes several test modules use:
+
+- ``cli_helpers``: a child script's ``run`` as a ``shelf-audit`` subcommand of the real console script;
+- ``span_helpers``: tiny spans with a chosen device, label and lighting mix;
+- ``tflite_helpers``: the tiny brightness classifier, Transform-shaped examples and TFX artifacts;
+- ``mediapipe_helpers``: ``scripts/tasks_classify.py`` in the MediaPipe environment;
+- ``browser_check``: a page opened in headless Chromium over the DevTools protocol;
+- ``kfp_replay``: a stand-in Kubeflow Pipelines V2 backend that replays a compiled spec.
+
+Tests import them with ``tests/`` on ``sys.path`` (pytest's rootdir-relative
+import of test modules), e.g. ``from support import span_helpers``.
+"""
