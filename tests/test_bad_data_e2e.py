@@ -16,12 +16,11 @@ Nothing is published in any stopped case. Tiny: a few hundred photos, 1 epoch of
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support import tiny
 from tfx.orchestration import metadata
 
 from bucket import versions
@@ -31,32 +30,10 @@ from shelf_data.contract import PhotoRecord, ShardedWriter, make_example
 
 pytestmark = pytest.mark.e2e
 
-CONFIG = """
-name = "bad-data-e2e"
-[training]
-epochs = 1
-steps_per_epoch = 2
-batch_size = 8
-[gate]
-weighted_recall_floor = 0.0
-[gate.class_recall_floors]
-damaged = 0.0
-[push]
-latency_budget_ms = 50.0
-"""
-
 
 def _run(tmp: Path) -> subprocess.CompletedProcess:
-    config = tmp / "tiny.toml"
-    config.write_text(CONFIG)
-    cmd = [sys.executable, "-m", "shelf_audit.cli", "run", "--config", str(config)]
-    cmd += ["--data", str(tmp / "data"), "--home", str(tmp / "home")]
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=2400)
-
-
-def _explain(proc: subprocess.CompletedProcess) -> str:
-    return f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-5000:]}"
+    config = tiny.write_tiny_config(tmp / "tiny.toml", "bad-data-e2e")
+    return tiny.run_cli("run", "--config", config, "--data", tmp / "data", "--home", tmp / "home", timeout=2400)
 
 
 def _published(tmp: Path) -> list[str]:
@@ -109,9 +86,9 @@ def test_a_few_bad_photos_are_dropped_listed_and_the_model_published(tmp_path):
     bad = [b"\xff\xd8\xff not a jpeg", _tiny_jpeg(), b"GIF89a broken"]
     _plant(tmp_path / "data" / "span-1", "upload-7.tfrecord.gz", good=8, bad=bad)  # 311 photos, 3 bad (0.96%)
     proc = _run(tmp_path)
-    assert proc.returncode == 0, _explain(proc)
+    assert proc.returncode == 0, tiny.explain(proc)
     line = "data: 3 of 311 records dropped (does not decode: 2, too small: 1); list: "
-    assert line in proc.stdout, _explain(proc)
+    assert line in proc.stdout, tiny.explain(proc)
     (version,) = _published(tmp_path)
     manifest = versions.read_manifest(str(tmp_path / "home" / "bucket"), "shelf_audit", version)
     quality = manifest["data_quality"]
@@ -131,9 +108,9 @@ def test_many_bad_photos_stop_the_run_before_transform(tmp_path):
     synth.generate(str(tmp_path / "data"), span=1, count=200, seed=11)
     _plant(tmp_path / "data" / "span-1", "upload-8.tfrecord.gz", good=30, bad=[b"not an image"] * 30)
     proc = _run(tmp_path)
-    assert proc.returncode == 1, _explain(proc)
+    assert proc.returncode == 1, tiny.explain(proc)
     assert "30 of 260 records have an unusable image (does not decode: 30), above data.max_bad_fraction" in proc.stderr
-    assert "span-1/upload-8.tfrecord.gz record 1 (" in proc.stderr, _explain(proc)
+    assert "span-1/upload-8.tfrecord.gz record 1 (" in proc.stderr, tiny.explain(proc)
     assert "Transform" not in _stages(tmp_path) and "Trainer" not in _stages(tmp_path)
     assert _published(tmp_path) == []
 
@@ -144,9 +121,9 @@ def test_a_truncated_file_names_the_file_and_offset(tmp_path):
     data = shard.read_bytes()
     shard.write_bytes(data[: len(data) // 2])
     proc = _run(tmp_path)
-    assert proc.returncode == 1, _explain(proc)
-    assert f"span-1/{shard.name}: record " in proc.stderr and " at byte " in proc.stderr, _explain(proc)
-    assert "truncated or corrupt file" in proc.stderr and "Fewer than" not in proc.stderr, _explain(proc)
+    assert proc.returncode == 1, tiny.explain(proc)
+    assert f"span-1/{shard.name}: record " in proc.stderr and " at byte " in proc.stderr, tiny.explain(proc)
+    assert "truncated or corrupt file" in proc.stderr and "Fewer than" not in proc.stderr, tiny.explain(proc)
     (failed,) = [line for line in proc.stderr.splitlines() if "run failed after" in line]
     assert f"s: span-1/{shard.name}: record " in failed and "[while running" not in failed, failed
     assert "Trainer" not in _stages(tmp_path) and _published(tmp_path) == []
@@ -157,8 +134,8 @@ def test_an_empty_span_names_the_folder_and_stops_at_once(tmp_path):
     (tmp_path / "data" / "span-2").mkdir()
     (tmp_path / "data" / "span-2" / "notes.txt").write_text("upload pending")
     proc = _run(tmp_path)
-    assert proc.returncode == 1, _explain(proc)
-    assert "span 2: span-2/ holds no *.tfrecord* files (found: notes.txt)" in proc.stderr, _explain(proc)
+    assert proc.returncode == 1, tiny.explain(proc)
+    assert "span 2: span-2/ holds no *.tfrecord* files (found: notes.txt)" in proc.stderr, tiny.explain(proc)
     assert str(tmp_path / "data") in proc.stderr and "Cannot find matching" not in proc.stderr
     assert _stages(tmp_path) == set() and _published(tmp_path) == []
 
@@ -167,7 +144,7 @@ def test_a_span_of_one_class_stops_before_training_naming_the_missing_classes(tm
     with ShardedWriter(str(tmp_path / "data"), 1, 2) as writer:
         writer.write_all(p for p in synth.iter_photos(400, seed=3, span=1) if p.label == 0)
     proc = _run(tmp_path)
-    assert proc.returncode == 1, _explain(proc)
+    assert proc.returncode == 1, tiny.explain(proc)
     assert "train: class 'misplaced' has 0 photo(s), fewer than data.min_class_count = 1" in proc.stderr
-    assert "eval: class 'damaged' has 0 photo(s)" in proc.stderr, _explain(proc)
+    assert "eval: class 'damaged' has 0 photo(s)" in proc.stderr, tiny.explain(proc)
     assert "Trainer" not in _stages(tmp_path) and _published(tmp_path) == []

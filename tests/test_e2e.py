@@ -9,7 +9,6 @@ follows its contract), not the model's quality. Runs go through the real
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -17,51 +16,23 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+from support import tiny
 from tfx.orchestration import metadata
 
 from bucket import verify
 from bucket import versions as bucket_versions
 from pipeline import config as config_lib
-from pipeline import run_summary
 from pipeline.pipeline import create_pipeline, run_inputs
 from shelf_data import synth
 
 pytestmark = pytest.mark.e2e
 
-TINY_CONFIG = """
-name = "tiny-e2e"
-[training]
-epochs = 1
-steps_per_epoch = 2
-batch_size = 8
-[gate]
-weighted_recall_floor = {floor}
-[gate.class_recall_floors]
-damaged = 0.0
-[push]
-latency_budget_ms = 50.0
-"""
-
 
 def _run(tmp: Path, floor: float, *extra: str) -> subprocess.CompletedProcess:
-    config = tmp / f"tiny-{floor}.toml"
-    config.write_text(TINY_CONFIG.format(floor=floor))
-    cmd = [sys.executable, "-m", "shelf_audit.cli", "run", "--config", str(config), *extra]
-    cmd += ["--data", str(tmp / "data"), "--home", str(tmp / "home")]
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("GRPC_VERBOSITY", None)  # as a user's shell has it: another test in this worker may have set it
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
-
-
-def _summary(tmp: Path) -> run_summary.RunSummary:
-    from tfx import v1 as tfx
-
-    from pipeline.eval_config import build_eval_config
-
-    connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(str(tmp / "home" / "metadata.sqlite"))
-    return run_summary.summarize(
-        connection, "tiny-e2e", build_eval_config({"ok": 1, "misplaced": 1, "damaged": 2}, 0, {}, None)
-    )
+    config = tiny.write_tiny_config(tmp / f"tiny-{floor}.toml", "tiny-e2e", {"gate.weighted_recall_floor": floor})
+    args = ["run", "--config", config, *extra, "--data", tmp / "data", "--home", tmp / "home"]
+    # GRPC_VERBOSITY unset, as a user's shell has it: another test in this worker may have set it.
+    return tiny.run_cli(*args, unset=["GRPC_VERBOSITY"])
 
 
 @pytest.fixture(scope="module")
@@ -73,19 +44,18 @@ def runs(tmp_path_factory):
     # The second run is forced: unforced, nothing new would stop it before the pipeline (tests/test_nothing_new.py).
     for name, floor, extra in (("first", 0.0, ()), ("second", 0.0, ("--force",)), ("impossible", 1.0, ())):
         proc = _run(tmp, floor, *extra)
-        results[name] = (proc, _summary(tmp) if (tmp / "home" / "metadata.sqlite").exists() else None)
+        results[name] = (
+            proc,
+            tiny.summary(tmp / "home", "tiny-e2e") if (tmp / "home" / "metadata.sqlite").exists() else None,
+        )
         results[name + "_bucket"] = sorted(bucket_versions.list_versions(str(tmp / "home" / "bucket"), "shelf_audit"))
     results["tmp"] = tmp
     return results
 
 
-def _explain(proc: subprocess.CompletedProcess) -> str:
-    return f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-5000:]}"
-
-
 def test_first_run_executes_every_stage_and_blesses(runs):
     proc, summary = runs["first"]
-    assert proc.returncode == 0, _explain(proc)
+    assert proc.returncode == 0, tiny.explain(proc)
     dag = create_pipeline(
         config_lib.PipelineConfig(), "root", run_inputs(config_lib.PipelineConfig(), "data", "bucket")
     )
@@ -120,7 +90,7 @@ def test_bucket_follows_the_contract(runs):
 
 def test_second_run_reuses_the_cache_and_does_not_push_twice(runs):
     proc, summary = runs["second"]
-    assert proc.returncode == 0, _explain(proc)
+    assert proc.returncode == 0, tiny.explain(proc)
     states = {s.node_id: s.state for s in summary.stages}
     for node in ("ImportExampleGen", "StatisticsGen", "Transform", "Trainer"):
         assert states[node] == "CACHED", states
@@ -129,7 +99,7 @@ def test_second_run_reuses_the_cache_and_does_not_push_twice(runs):
 
 def test_impossible_gate_is_not_blessed_and_publishes_nothing(runs):
     proc, summary = runs["impossible"]
-    assert proc.returncode == 3, _explain(proc)
+    assert proc.returncode == 3, tiny.explain(proc)
     assert summary.blessed is False
     assert "NOT blessed" in proc.stdout and "weighted_macro_recall" in proc.stdout
     assert summary.pushed is not None and summary.pushed["pushed"] == 0
@@ -164,9 +134,9 @@ def test_bad_data_stops_the_run_before_transform(tmp_path):
     with mock.patch.object(PhotoRecord, "validate"), ShardedWriter(str(tmp_path / "data"), 2, 1) as writer:
         writer.write_all(bad)
     proc = _run(tmp_path, 0.0)
-    assert proc.returncode == 1, _explain(proc)
-    assert "label" in proc.stderr and "schemas/schema.pbtxt" in proc.stderr, _explain(proc)
-    summary = _summary(tmp_path)
+    assert proc.returncode == 1, tiny.explain(proc)
+    assert "label" in proc.stderr and "schemas/schema.pbtxt" in proc.stderr, tiny.explain(proc)
+    summary = tiny.summary(tmp_path / "home", "tiny-e2e")
     assert summary.stage("Transform") is None and summary.stage("Trainer") is None
     assert not (tmp_path / "home" / "bucket").exists() or not bucket_versions.list_versions(
         str(tmp_path / "home" / "bucket"), "shelf_audit"
@@ -258,7 +228,7 @@ def _not_ours(stderr: str) -> list[str]:
 
 def test_a_tiny_run_prints_only_our_lines_on_stderr(runs):
     proc, _ = runs["first"]
-    assert proc.returncode == 0, _explain(proc)
+    assert proc.returncode == 0, tiny.explain(proc)
     assert _not_ours(proc.stderr) == [], "third-party lines on stderr:\n" + "\n".join(_not_ours(proc.stderr))
     lines = proc.stderr.splitlines()
     assert len(lines) <= MAX_RUN_STDERR_LINES, f"{len(lines)} stderr lines:\n" + proc.stderr
@@ -270,7 +240,7 @@ def test_models_list_prints_nothing_on_stderr_and_needs_no_tensorflow(runs):
     bucket = str(runs["tmp"] / "home" / "bucket")
     cmd = [sys.executable, "-X", "importtime", "-m", "shelf_audit.cli", "models", "list", "--bucket", bucket]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, _explain(proc)
+    assert proc.returncode == 0, tiny.explain(proc)
     assert runs["first_bucket"][0] in proc.stdout
     imported = [line for line in proc.stderr.splitlines() if line.startswith("import time:")]
     assert imported and not any(re.search(r"\|\s+tensorflow(\.|$)", line) for line in imported)

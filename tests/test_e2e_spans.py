@@ -10,61 +10,27 @@ feature, the measure and the threshold named.
 from __future__ import annotations
 
 import dataclasses
-import os
+import functools
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support import tiny
 from support.span_helpers import count_records
 
 from bucket import versions
-from pipeline import run_summary
 from shelf_data import synth
 from shelf_data.contract import ShardedWriter
 
 pytestmark = pytest.mark.e2e
 
-TINY_CONFIG = """
-name = "tiny-spans"
-[training]
-epochs = 1
-steps_per_epoch = 2
-batch_size = 8
-[gate]
-weighted_recall_floor = 0.0
-[gate.class_recall_floors]
-damaged = 0.0
-[push]
-latency_budget_ms = 50.0
-[drift]
-stop_on_drift = {stop}
-"""
 COUNTS = {1: 120, 2: 100}
+_explain = functools.partial(tiny.explain, stdout_tail=4000)
 
 
 def _run(tmp: Path, stop: bool, *flags: str) -> subprocess.CompletedProcess:
-    config = tmp / f"tiny-stop-{stop}.toml"
-    config.write_text(TINY_CONFIG.format(stop=str(stop).lower()))
-    cmd = [sys.executable, "-m", "shelf_audit.cli", "run", "--config", str(config)]
-    cmd += ["--data", str(tmp / "data"), "--home", str(tmp / "home"), *flags]
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
-
-
-def _summary(tmp: Path) -> run_summary.RunSummary:
-    from tfx import v1 as tfx
-
-    from pipeline.eval_config import build_eval_config
-
-    connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(str(tmp / "home" / "metadata.sqlite"))
-    return run_summary.summarize(
-        connection, "tiny-spans", build_eval_config({"ok": 1, "misplaced": 1, "damaged": 2}, 0, {}, None)
-    )
-
-
-def _explain(proc: subprocess.CompletedProcess) -> str:
-    return f"exit {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-5000:]}"
+    config = tiny.write_tiny_config(tmp / f"tiny-stop-{stop}.toml", "tiny-spans", {"drift.stop_on_drift": stop})
+    return tiny.run_cli("run", "--config", config, "--data", tmp / "data", "--home", tmp / "home", *flags)
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +43,10 @@ def runs(tmp_path_factory):
             writer.write(dataclasses.replace(photo, device_id="zebra-tc52"))
     results = {"tmp": tmp}
     results["window"] = _run(tmp, False, "--spans", "last:2")
-    results["window_summary"] = _summary(tmp)
+    results["window_summary"] = tiny.summary(tmp / "home", "tiny-spans")
     # --force: whatever the inputs digest finds in the bucket, this run must reach SpanDrift.
     results["stopped"] = _run(tmp, True, "--spans", "last:2", "--force")
-    results["stopped_summary"] = _summary(tmp)
+    results["stopped_summary"] = tiny.summary(tmp / "home", "tiny-spans")
     results["bucket"] = versions.list_versions(str(tmp / "home" / "bucket"), "shelf_audit")
     return results
 

@@ -19,13 +19,13 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+from support import tiny
 
 from shelf_audit import cli, home_lock, run_cmd
 
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
 # A child that holds the lock until its stdin closes; it prints its holder record once locked.
 HOLDER = (
     "import json, sys\n"
@@ -37,10 +37,9 @@ HOLDER = (
 
 
 def _cli_run(home: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess, float]:
-    cmd = [sys.executable, "-m", "shelf_audit.cli", "run", "--config", str(REPO / "configs" / "demo.toml")]
-    cmd += ["--home", str(home), "--data", str(tmp_path / "no-such-data"), "--epochs", "0"]
+    args = ["run", "--config", REPO / "configs" / "demo.toml", "--home", home, "--data", tmp_path / "no-such-data"]
     started = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=REPO, timeout=300)
+    proc = tiny.run_cli(*args, "--epochs", "0", cwd=REPO, timeout=300)
     return proc, time.monotonic() - started
 
 
@@ -53,7 +52,7 @@ def held_by_child(tmp_path):
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        env=ENV,
+        env=tiny.cli_env(),
         cwd=REPO,
     )
     try:

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import kfp_replay
+from support import kfp_replay, tiny
 from support.span_helpers import count_records
 
 from bucket import layout, verify
@@ -30,25 +30,8 @@ from shelf_data import synth
 
 pytestmark = pytest.mark.kfp
 
-# Trains in seconds and blesses (gate floor 0). Beam runs DoFns in worker
-# processes, so everything they hold is pickled as on Dataflow.
-TINY_CONFIG = """
-name = "tiny-kfp"
-beam_args = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
-[data]
-input_base = "{default_data}"
-[training]
-epochs = 1
-steps_per_epoch = 2
-batch_size = 8
-[gate]
-weighted_recall_floor = 0.0
-[gate.class_recall_floors]
-damaged = 0.0
-[push]
-bucket = "{default_bucket}"
-latency_budget_ms = 50.0
-"""
+# Beam runs DoFns in worker processes, so everything they hold is pickled as on Dataflow.
+BEAM_ARGS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 IMAGE = "shelf-audit:kfp-replay"
 IMAGE_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 SPAN_1 = json.dumps({"static_range": {"start_span_number": 1, "end_span_number": 1}})
@@ -97,7 +80,8 @@ def _compile(tmp: Path) -> Compiled:
     }
     synth.generate(str(decoy), span=5, count=40, seed=5)
     config_path = tmp / "tiny.toml"
-    config_path.write_text(TINY_CONFIG.format(default_data=decoy, default_bucket=tmp / "default-bucket"))
+    settings = {"beam_args": BEAM_ARGS, "data.input_base": str(decoy), "push.bucket": str(tmp / "default-bucket")}
+    tiny.write_tiny_config(config_path, "tiny-kfp", settings)
     config = config_lib.load(config_path)
     spec = kubeflow_runner.compile_spec(config, str(tmp / "pipeline_root"), image=IMAGE)
     (tmp / "spec.json").write_text(json.dumps(spec, indent=1))

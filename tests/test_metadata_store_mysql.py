@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from unittest import mock
 import pymysql
 import pytest
 from ml_metadata.proto import metadata_store_pb2
+from support import tiny
 
 from bucket import versions
 from pipeline import config as config_lib
@@ -41,26 +41,6 @@ from shelf_data import synth
 pytestmark = pytest.mark.mysql
 
 PIPELINE = "tiny-shared"
-TINY_CONFIG = """
-name = "{name}"
-[training]
-epochs = 1
-steps_per_epoch = 2
-batch_size = 8
-[gate]
-weighted_recall_floor = 0.0
-max_drop = 1.0
-[gate.class_recall_floors]
-damaged = 0.0
-[push]
-latency_budget_ms = 50.0
-[metadata]
-kind = "mysql"
-host = "{host}"
-port = {port}
-database = "{database}"
-user = "{user}"
-"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,8 +105,9 @@ def database(server: Server) -> Iterator[str]:
         yield name
 
 
-def _config_text(server: Server, database: str) -> str:
-    return TINY_CONFIG.format(name=PIPELINE, host=server.host, port=server.port, database=database, user=server.user)
+def _config_text(server: Server, database: str, settings: dict | None = None) -> str:
+    metadata = {"kind": "mysql", "host": server.host, "port": server.port, "database": database, "user": server.user}
+    return tiny.tiny_toml(PIPELINE, {"gate.max_drop": 1.0, "metadata": metadata, **(settings or {})})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,7 +122,7 @@ class Home:
         return str(self.path / "pipeline_root")
 
     def explain(self) -> str:
-        return f"exit {self.proc.returncode}\nstdout:\n{self.proc.stdout[-3000:]}\nstderr:\n{self.proc.stderr[-5000:]}"
+        return tiny.explain(self.proc)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,13 +151,11 @@ def shared(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         config_file = tmp / "tiny-shared.toml"
         config_file.write_text(_config_text(server, database))
         # The password travels only in the default variable metadata.password_env names.
-        env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
-        env["SHELF_AUDIT_MYSQL_PASSWORD"] = server.password
+        env = {"SHELF_AUDIT_MYSQL_PASSWORD": server.password}
         homes = {}
         for name, flags in (("a", []), ("b", ["--verbose"])):
-            cmd = [sys.executable, "-m", "shelf_audit.cli", *flags, "run", "--config", str(config_file)]
-            cmd += ["--data", str(tmp / "data"), "--home", str(tmp / f"home_{name}")]
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+            args = [*flags, "run", "--config", config_file, "--data", tmp / "data", "--home", tmp / f"home_{name}"]
+            proc = tiny.run_cli(*args, env=env, timeout=1800)
             homes[name] = Home(tmp / f"home_{name}", proc)
         yield SharedRuns(server, config_lib.load(config_file), homes["a"], homes["b"])
 
@@ -187,7 +166,7 @@ def shared(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 def test_wrong_password_stops_the_run_before_any_stage(server, database, tmp_path, caplog):
     (tmp_path / "data").mkdir()
     config_file = tmp_path / "c.toml"
-    config_file.write_text(_config_text(server, database) + '\n[data]\ninput_base = "' + str(tmp_path / "data") + '"\n')
+    config_file.write_text(_config_text(server, database, {"data.input_base": str(tmp_path / "data")}))
     config = config_lib.load(config_file)
     with mock.patch.dict(os.environ, {"SHELF_AUDIT_MYSQL_PASSWORD": "not-the-password"}):
         status = run_cmd.run_pipeline(config, str(tmp_path / "home"))

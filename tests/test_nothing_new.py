@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from support import tiny
 
 from bucket import versions as bucket_versions
 from pipeline import config as config_lib
@@ -31,26 +30,15 @@ from shelf_data import synth
 
 pytestmark = pytest.mark.e2e
 
-CONFIG = """
-name = "tiny-lineage"
-[data]
-# A large eval split: with the default 8:1:1 a tiny span's eval split may hold no damaged photo.
-train_buckets = 2
-validation_buckets = 1
-eval_buckets = 2
-[training]
-epochs = 1
-steps_per_epoch = 2
-batch_size = 8
-[gate]
-# Always blessed: the tiny eval split of a span may hold no damaged photo (its recall is then NaN,
-# which fails any per-class floor), and the second model must not be held to the first.
-weighted_recall_floor = 0.0
-max_drop = 1.0
-class_recall_floors = {}
-[push]
-latency_budget_ms = 50.0
-"""
+NAME = "tiny-lineage"
+SETTINGS = {
+    # A large eval split: with the default 8:1:1 a tiny span's eval split may hold no damaged photo.
+    "data": {"train_buckets": 2, "validation_buckets": 1, "eval_buckets": 2},
+    # Always blessed: the tiny eval split of a span may hold no damaged photo (its recall is then NaN,
+    # which fails any per-class floor), and the second model must not be held to the first.
+    "gate.max_drop": 1.0,
+    "gate.class_recall_floors": {},
+}
 MODEL = "shelf_audit"
 # An unchanged re-run ends in under a minute, imports included, on an idle 2-core machine (about 30 s:
 # benchmarks/results.md, "rerun"). On a busy test machine the bound grows with the load, measured by
@@ -82,12 +70,9 @@ class Home:
     run_contexts: dict[str, int]  # ML Metadata pipeline_run contexts after each run
 
 
-def _cli(*args: str, timeout: int = 1200) -> tuple[subprocess.CompletedProcess, float]:
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+def _cli(*args: str | Path, timeout: int = 1200) -> tuple[subprocess.CompletedProcess, float]:
     started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "shelf_audit.cli", *args], capture_output=True, text=True, env=env, timeout=timeout
-    )
+    proc = tiny.run_cli(*args, timeout=timeout)
     return proc, time.monotonic() - started
 
 
@@ -109,7 +94,7 @@ def _run_contexts(home: Path) -> int:
 def home(tmp_path_factory) -> Home:
     tmp = tmp_path_factory.mktemp("nothing-new")
     config, data, home = tmp / "tiny.toml", tmp / "data", tmp / "home"
-    config.write_text(CONFIG)
+    tiny.write_tiny_config(config, NAME, SETTINGS)
     bucket = home / "bucket"
     synth.generate(str(data), span=1, count=200, seed=21)
     result = Home(tmp, config, data, home, bucket, {}, {})
@@ -122,10 +107,6 @@ def home(tmp_path_factory) -> Home:
         result.runs[name] = Run(proc, seconds, versions, _expected_digest(config, data, bucket))
         result.run_contexts[name] = _run_contexts(home) if (home / "metadata.sqlite").exists() else 0
     return result
-
-
-def _explain(proc: subprocess.CompletedProcess) -> str:
-    return f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-5000:]}"
 
 
 def _manifest(home: Home, version: str) -> dict:
@@ -147,7 +128,7 @@ def _example_gen_artifacts(home: Home) -> dict[int, tuple[int, str]]:
 
 def test_first_run_publishes_a_version_with_its_span_and_digest(home):
     run = home.runs["first"]
-    assert run.proc.returncode == 0, _explain(run.proc)
+    assert run.proc.returncode == 0, tiny.explain(run.proc)
     assert len(run.versions) == 1
     lineage = _manifest(home, run.versions[0])["lineage"]
     assert lineage["spans"] == [1]
@@ -163,7 +144,7 @@ def test_first_run_publishes_a_version_with_its_span_and_digest(home):
 
 def test_unchanged_rerun_stops_early_says_so_and_publishes_nothing(home):
     run, first = home.runs["unchanged"], home.runs["first"]
-    assert run.proc.returncode == 0, _explain(run.proc)
+    assert run.proc.returncode == 0, tiny.explain(run.proc)
     assert run.proc.stdout.strip().splitlines()[-1] == f"nothing new since {first.versions[0]} (spans 1)"
     assert "use --force to run anyway" in run.proc.stderr
     assert run.versions == first.versions
@@ -171,12 +152,12 @@ def test_unchanged_rerun_stops_early_says_so_and_publishes_nothing(home):
     # No pipeline was built: ML Metadata has no new run.
     assert home.run_contexts["unchanged"] == home.run_contexts["first"]
     bound = max(CHEAP_SECONDS, first.seconds / CHEAP_SHARE)
-    assert run.seconds < bound, f"{run.seconds:.1f}s (first run {first.seconds:.1f}s)\n{_explain(run.proc)}"
+    assert run.seconds < bound, f"{run.seconds:.1f}s (first run {first.seconds:.1f}s)\n{tiny.explain(run.proc)}"
 
 
 def test_a_new_span_trains_and_publishes_a_version_listing_it(home):
     run, first = home.runs["new_span"], home.runs["first"]
-    assert run.proc.returncode == 0, _explain(run.proc)
+    assert run.proc.returncode == 0, tiny.explain(run.proc)
     assert "nothing new" not in run.proc.stdout
     [new] = sorted(set(run.versions) - set(first.versions))
     assert bucket_versions.read_latest(str(home.bucket), MODEL) == new
@@ -194,8 +175,8 @@ def test_models_lineage_walks_ml_metadata_back_to_the_span(home):
     new = home.runs["new_span"].versions[-1]
     lineage = _manifest(home, new)["lineage"]
     proc, _ = _cli("models", "lineage", "--bucket", str(home.bucket), "--home", str(home.home), new, timeout=300)
-    assert proc.returncode == 0, _explain(proc)
-    assert "ML Metadata not used" not in proc.stderr, _explain(proc)
+    assert proc.returncode == 0, tiny.explain(proc)
+    assert "ML Metadata not used" not in proc.stderr, tiny.explain(proc)
     out = proc.stdout
     assert f"-> pipeline run {lineage['pipeline_run_id']}" in out
     assert f"-> model: artifact {lineage['mlmd']['model_artifact_id']}, made by Trainer" in out
@@ -211,7 +192,7 @@ def test_models_lineage_without_the_store_prints_the_manifest(home, tmp_path):
     new = home.runs["new_span"].versions[-1]
     example = _manifest(home, new)["lineage"]["examples"][0]
     proc, _ = _cli("models", "lineage", "--bucket", str(home.bucket), "--home", str(tmp_path), new, timeout=300)
-    assert proc.returncode == 0, _explain(proc)
+    assert proc.returncode == 0, tiny.explain(proc)
     assert "ML Metadata not used (no ML Metadata file" in proc.stderr
     assert f"-> ExampleGen examples: artifact {example['artifact_id']}, span 2" in proc.stdout
     assert "made by" not in proc.stdout and "(from the manifest)" in proc.stdout

@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import tiny
 
 from shelf_data import synth
 
@@ -41,20 +42,7 @@ NOTEBOOK = REPO / "notebooks" / "tfma_slices.ipynb"
 SLICES = ("label", "lane_id", "device_id", "lighting")
 EPOCHS = 2
 
-TINY_CONFIG = f"""
-name = "report-e2e"
-[training]
-epochs = {EPOCHS}
-steps_per_epoch = 3
-batch_size = 8
-[gate]
-weighted_recall_floor = 0.0
-slices = {list(SLICES)!r}
-[gate.class_recall_floors]
-damaged = 0.0
-[push]
-latency_budget_ms = 50.0
-""".replace("'", '"')
+SETTINGS = {"training.epochs": EPOCHS, "training.steps_per_epoch": 3, "gate.slices": list(SLICES)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,17 +63,9 @@ class ReportRuns:
     second_run_id: str | None
 
 
-def _env() -> dict[str, str]:
-    return dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
-
-
 def _run_id(proc: subprocess.CompletedProcess) -> str | None:
     found = re.search(r"^run (\S+)$", proc.stdout, re.MULTILINE)
     return found.group(1) if found else None
-
-
-def _explain(proc: subprocess.CompletedProcess) -> str:
-    return f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-5000:]}"
 
 
 @pytest.fixture(scope="module")
@@ -94,20 +74,19 @@ def report_runs(tmp_path_factory: pytest.TempPathFactory) -> ReportRuns:
     tmp = tmp_path_factory.mktemp("report-e2e")
     data, home, config = tmp / "data", tmp / "home", tmp / "tiny.toml"
     synth.generate(str(data), span=1, count=200, seed=23)
-    config.write_text(TINY_CONFIG)
-    cmd = [sys.executable, "-m", "shelf_audit.cli", "run", "--config", str(config)]
-    cmd += ["--data", str(data), "--home", str(home)]
-    first = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=1200, cwd=tmp)
-    assert first.returncode == 0, "first run failed:\n" + _explain(first)
-    second = subprocess.run(cmd + ["--force"], capture_output=True, text=True, env=_env(), timeout=1200, cwd=tmp)
-    assert second.returncode == 0, "second run (--force) failed:\n" + _explain(second)
+    tiny.write_tiny_config(config, "report-e2e", SETTINGS)
+    run = ["run", "--config", config, "--data", data, "--home", home]
+    first = tiny.run_cli(*run, cwd=tmp)
+    assert first.returncode == 0, "first run failed:\n" + tiny.explain(first)
+    second = tiny.run_cli(*run, "--force", cwd=tmp)
+    assert second.returncode == 0, "second run (--force) failed:\n" + tiny.explain(second)
     return ReportRuns(home, data, config, first, second, _run_id(first), _run_id(second))
 
 
 def _summary_value(proc: subprocess.CompletedProcess, key: str) -> str:
     """The rest of the summary line ``<key>: ...`` (the last one printed)."""
     found = re.findall(rf"^{re.escape(key)}: (.+)$", proc.stdout, re.MULTILINE)
-    assert found, f"no '{key}:' line in the run summary:\n" + _explain(proc)
+    assert found, f"no '{key}:' line in the run summary:\n" + tiny.explain(proc)
     return found[-1].strip()
 
 
@@ -120,7 +99,7 @@ def test_summary_prints_the_tensorboard_and_report_lines(report_runs):
         (report_runs.first, report_runs.first_run_id),
         (report_runs.second, report_runs.second_run_id),
     ):
-        assert run_id, "no 'run <id>' line:\n" + _explain(proc)
+        assert run_id, "no 'run <id>' line:\n" + tiny.explain(proc)
         argv = shlex.split(_summary_value(proc, "tensorboard"))
         assert argv[0] == os.path.join(os.path.dirname(sys.executable), "tensorboard"), argv
         assert argv[1] == "--logdir" and Path(argv[2]).is_dir(), argv
@@ -251,22 +230,16 @@ def test_run_reports_show_intervals_baselines_and_the_gallery(report_runs):
 @pytest.mark.e2e
 def test_report_command_compares_the_two_runs(report_runs, tmp_path):
     out = tmp_path / "compare.html"
-    cmd = [sys.executable, "-m", "shelf_audit.cli", "report", "--home", str(report_runs.home)]
-    cmd += ["--compare", str(report_runs.first_run_id), str(report_runs.second_run_id), "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600)
-    assert proc.returncode == 0, _explain(proc)
+    report = ["report", "--home", report_runs.home]
+    compare = ["--compare", report_runs.first_run_id, report_runs.second_run_id, "--out", out]
+    proc = tiny.run_cli(*report, *compare, timeout=600)
+    assert proc.returncode == 0, tiny.explain(proc)
     assert f"report: {out}" in proc.stdout
     text = out.read_text()
     assert f"weighted recall run {report_runs.first_run_id}" in text
     assert f"weighted recall run {report_runs.second_run_id}" in text
-    missing = subprocess.run(
-        cmd[:6] + ["--compare", "no-such-run", str(report_runs.second_run_id), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=600,
-    )
-    assert missing.returncode == 1 and "'no-such-run' is neither a run of" in missing.stderr, _explain(missing)
+    missing = tiny.run_cli(*report, "--compare", "no-such-run", report_runs.second_run_id, "--out", out, timeout=600)
+    assert missing.returncode == 1 and "'no-such-run' is neither a run of" in missing.stderr, tiny.explain(missing)
 
 
 @pytest.mark.e2e
@@ -289,9 +262,9 @@ def test_tensorboard_loads_the_trainers_logs(report_runs):
         assert all(math.isfinite(loss) and loss > 0 for _, loss in losses), losses
     # The printed command's binary reads the same folder (`--inspect` prints what it found and exits).
     inspect = subprocess.run(
-        [argv[0], "--inspect", "--logdir", str(logdir)], capture_output=True, text=True, env=_env(), timeout=300
+        [argv[0], "--inspect", "--logdir", str(logdir)], capture_output=True, text=True, env=tiny.cli_env(), timeout=300
     )
-    assert inspect.returncode == 0, _explain(inspect)
+    assert inspect.returncode == 0, tiny.explain(inspect)
     assert "ModuleNotFoundError" not in inspect.stderr, inspect.stderr[-3000:]
     found = inspect.stdout + inspect.stderr
     assert "epoch_loss" in found and str(logdir / "train") in found, found[-3000:]

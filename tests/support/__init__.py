@@ -3,6 +3,7 @@
 Fixtures stay in ``tests/conftest.py``; here live the plain functions and
 classes several test modules use:
 
+- ``tiny``: the tiny pipeline config of the end-to-end tiers, ``shelf-audit`` run in a subprocess;
 - ``cli_helpers``: a child script's ``run`` as a ``shelf-audit`` subcommand of the real console script;
 - ``span_helpers``: tiny spans with a chosen device, label and lighting mix;
 - ``tflite_helpers``: the tiny brightness classifier, Transform-shaped examples and TFX artifacts;
