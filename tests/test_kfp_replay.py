@@ -136,7 +136,10 @@ def _names(lines: list[str]) -> set[str]:
 
 def test_image_venv_holds_exactly_the_lock_and_the_wheel(image):
     freeze = subprocess.run(
-        [kfp_replay._uv(), "pip", "freeze", "--python", str(image.python)], capture_output=True, text=True, check=True
+        [kfp_replay.find_uv(), "pip", "freeze", "--python", str(image.python)],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.splitlines()
     lock = (kfp_replay.REPO_ROOT / "requirements.lock").read_text().splitlines()
     assert _names(freeze) == _names(lock) | {"shelf-audit"}
@@ -272,7 +275,7 @@ def test_filter_supports_exactly_the_clauses_tfx_emits():
 
 
 def test_numbers_fill_placeholders_like_the_go_launcher():
-    assert [kfp_replay._placeholder_text(v) for v in (3.0, 0.02, 1e-05, 100.0, True)] == [
+    assert [kfp_replay.placeholder_text(v) for v in (3.0, 0.02, 1e-05, 100.0, True)] == [
         "3",
         "0.02",
         "0.00001",

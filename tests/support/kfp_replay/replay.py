@@ -1,4 +1,4 @@
-"""A stand-in for a Kubeflow Pipelines V2 backend: replay a compiled pipeline spec task by task.
+"""The replay: a compiled KFP V2 pipeline spec run task by task, as the KFP V2 driver and launcher would.
 
 The spec is the IR dict that ``kfp.Client().upload_pipeline`` takes (what TFX's
 ``KubeflowV2DagRunner`` writes under ``pipelineSpec``). :class:`Replay` walks
@@ -6,9 +6,10 @@ The spec is the IR dict that ``kfp.Client().upload_pipeline`` takes (what TFX's
 driver and launcher do (kubeflow/pipelines ``backend/src/v2``):
 
 * **container executors** run ``command + args`` exactly as the spec writes them,
-  in a clean virtualenv standing in for the image (its ``bin`` first on ``PATH``,
-  so ``python`` is the image's python), from a scratch working directory, with a
-  minimal environment (no ``PYTHONPATH``). Placeholders are filled like
+  through a :class:`~support.kfp_replay.runner.TaskRunner` (by default a
+  :class:`~support.kfp_replay.runner.VenvRunner`: a clean virtualenv standing in
+  for the image, its ``bin`` first on ``PATH``, a scratch working directory, a
+  minimal environment with no ``PYTHONPATH``). Placeholders are filled like
   ``launcher_v2.go`` ``compileCmdAndArgs``/``getPlaceholders``: ``{{$}}`` is the
   JSON of a ``pipeline_spec_pb2.ExecutorInput`` built like the driver's
   ``resolveInputs`` + ``provisionOutputs`` (``driver/resolve.go``,
@@ -20,445 +21,45 @@ driver and launcher do (kubeflow/pipelines ``backend/src/v2``):
   with the same ExecutorInput; the parameter values and artifact metadata of the
   ExecutorOutput it writes are merged into the main executor's inputs. (Vertex AI
   Pipelines behaviour: the open-source backend never reads this field, see
-  :func:`kfp_oss_blockers`.)
+  :func:`~support.kfp_replay.oss.kfp_oss_blockers`.)
 * **resolver executors** (``outputArtifactQueries``) are answered from an
-  :class:`ArtifactStore` of every artifact the replay has produced: the filter
-  language is limited to the clauses TFX emits, and the latest match wins.
-  (Vertex AI Pipelines behaviour as well.)
+  :class:`~support.kfp_replay.artifacts.ArtifactStore` of every artifact the
+  replay has produced. (Vertex AI Pipelines behaviour as well.)
 * anything else (importers, nested DAGs, iterators, conditions, unknown
-  placeholders) raises :class:`UnsupportedSpec` naming it.
+  placeholders) raises :class:`~support.kfp_replay.errors.UnsupportedSpec` naming it.
 
 Caching is not emulated: every task runs. Container resources are ignored.
-
-The clean "image" venv is built by :func:`build_wheel` + :func:`make_image_venv`
-(hashed lock + the project wheel and nothing else); :func:`cached_image` caches
-both once per pytest session, also under pytest-xdist.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import decimal
-import fcntl
 import json
 import logging
 import os
-import pickle
 import re
-import shutil
 import subprocess
-import tempfile
 import time
 import uuid
-import zipfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-STDERR_TAIL_LINES = 60
-T = TypeVar("T")
+from .artifacts import ArtifactStore, schema_title
+from .errors import STDERR_TAIL_LINES, ReplayError, TaskFailed, UnsupportedSpec
+from .runner import TaskRunner, VenvRunner
+from .values import (
+    FILTER_INPUT_RE,
+    PLACEHOLDER_RE,
+    check_parameter_type,
+    legacy_to_python,
+    parameter_text_to_value,
+    placeholder_text,
+    python_to_legacy,
+)
 
 log = logging.getLogger("kfp_replay")
-
-
-class ReplayError(RuntimeError):
-    """The replay cannot go on (bad spec, bad parameters, a task failed)."""
-
-
-class UnsupportedSpec(ReplayError):
-    """The spec uses a feature this stand-in does not implement."""
-
-
-class TaskFailed(ReplayError):
-    """A container task exited non-zero."""
-
-    def __init__(self, task: str, returncode: int, stderr_tail: str, task_dir: Path, what: str = "task"):
-        self.task, self.returncode, self.stderr_tail, self.task_dir = task, returncode, stderr_tail, task_dir
-        super().__init__(
-            f"{what} {task!r} failed with exit code {returncode} (stdout/stderr in {task_dir})\n"
-            f"--- last {STDERR_TAIL_LINES} lines of stderr ---\n{stderr_tail}"
-        )
-
-
-# --- The image: a wheel and a clean virtualenv ----------------------------------
-
-
-def _uv() -> str:
-    local = REPO_ROOT / ".venv" / "bin" / "uv"
-    found = str(local) if local.exists() else shutil.which("uv")
-    if not found:
-        raise ReplayError("uv not found: run `make env` (it installs uv into .venv)")
-    return found
-
-
-def _tool_env() -> dict[str, str]:
-    # No activated venv, PYTHONPATH or conda leaking into the tools.
-    drop = {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "CONDA_PREFIX", "UV_PYTHON"}
-    return {k: v for k, v in os.environ.items() if k not in drop}
-
-
-def _check_run(cmd: Sequence[str], what: str, **kwargs: Any) -> subprocess.CompletedProcess:
-    start = time.monotonic()
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=_tool_env(), **kwargs)
-    log.info("%s: %s (%.1fs, exit %d)", what, " ".join(str(c) for c in cmd), time.monotonic() - start, proc.returncode)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-STDERR_TAIL_LINES:])
-        raise ReplayError(f"{what} failed with exit code {proc.returncode}: {' '.join(map(str, cmd))}\n{tail}")
-    return proc
-
-
-def _project_files(project_dir: Path) -> list[str]:
-    """Files a build context holds: tracked and untracked-but-not-ignored files that exist."""
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(project_dir), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            capture_output=True,
-            check=True,
-        ).stdout.decode()
-        names = [n for n in out.split("\0") if n]
-    except (OSError, subprocess.CalledProcessError):
-        skip = {".git", ".venv", "build", "dist", "__pycache__", "data", "runs"}
-        names = []
-        for dirpath, dirnames, filenames in os.walk(project_dir):
-            dirnames[:] = [d for d in dirnames if d not in skip and not d.endswith(".egg-info")]
-            names += [os.path.relpath(os.path.join(dirpath, f), project_dir) for f in filenames]
-    return sorted(n for n in names if (project_dir / n).is_file())
-
-
-def build_wheel(out_dir: str | os.PathLike, project_dir: str | os.PathLike = REPO_ROOT) -> Path:
-    """Build the project's wheel into ``out_dir`` and return its path.
-
-    The sources are copied to a scratch folder first (git's view: tracked and
-    untracked-not-ignored files), so the build neither sees ``.venv``/``data``
-    nor leaves ``build/`` or ``*.egg-info`` in the project.
-    """
-    project_dir, out_dir = Path(project_dir), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    before = set(out_dir.glob("*.whl"))
-    with tempfile.TemporaryDirectory(prefix="wheel-src-") as src:
-        for name in _project_files(project_dir):
-            target = Path(src) / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(project_dir / name, target)
-        build = [
-            _uv(),
-            "build",
-            "--quiet",
-            "--wheel",
-            "--no-python-downloads",
-            "--python",
-            find_python310(project_dir),
-            "--out-dir",
-            out_dir,
-        ]
-        _check_run([*build, src], "build wheel")
-    new = sorted(set(out_dir.glob("*.whl")) - before) or sorted(out_dir.glob("*.whl"))
-    if len(new) != 1:
-        raise ReplayError(f"expected one wheel in {out_dir}, found {[p.name for p in new]}")
-    return new[0]
-
-
-def find_python310(project_dir: str | os.PathLike = REPO_ROOT) -> str:
-    """The interpreter ``scripts/find_python310.sh`` picks (the image's Python)."""
-    return _check_run([Path(project_dir) / "scripts" / "find_python310.sh"], "find python3.10").stdout.strip()
-
-
-def make_image_venv(
-    wheel: str | os.PathLike, venv_dir: str | os.PathLike, project_dir: str | os.PathLike = REPO_ROOT
-) -> Path:
-    """A virtualenv holding exactly what the image holds: the hashed lock and the wheel. Returns its python."""
-    wheel, venv_dir, project_dir = Path(wheel), Path(venv_dir), Path(project_dir)
-    uv = _uv()
-    python310 = find_python310(project_dir)
-    _check_run([uv, "venv", "--quiet", "--no-python-downloads", "--python", python310, venv_dir], "create venv")
-    python = venv_dir / "bin" / "python"
-    lock = project_dir / "requirements.lock"
-    _check_run([uv, "pip", "sync", "--quiet", "--require-hashes", "--python", python, lock], "sync lock")
-    _check_run([uv, "pip", "install", "--quiet", "--no-deps", "--python", python, wheel], "install wheel")
-    # The wheel's packages must come from the venv, not from wherever this ran.
-    with zipfile.ZipFile(wheel) as zf:
-        tops = sorted(
-            {n.split("/")[0] for n in zf.namelist() if "/" in n and ".dist-info" not in n and n.endswith(".py")}
-        )
-    probe = (
-        "import importlib, json, sys; print(json.dumps({m: importlib.import_module(m).__file__ for m in sys.argv[1:]}))"
-    )
-    with tempfile.TemporaryDirectory() as cwd:
-        proc = subprocess.run(
-            [str(python), "-c", probe, *tops], capture_output=True, text=True, cwd=cwd, env=_image_base_env(python)
-        )
-    if proc.returncode != 0:
-        raise ReplayError(f"the image venv cannot import the wheel's packages {tops}:\n{proc.stderr[-3000:]}")
-    for module, path in json.loads(proc.stdout).items():
-        if not Path(path).resolve().is_relative_to(venv_dir.resolve()):
-            raise ReplayError(f"{module} imports from {path}, outside the image venv {venv_dir}")
-    return python
-
-
-@dataclasses.dataclass(frozen=True)
-class Image:
-    """The stand-in image: the wheel it was built from and its python."""
-
-    wheel: Path
-    python: Path
-    seconds: float
-
-
-def shared(tmp_path_factory: Any, key: str, build: Callable[[Path], T]) -> T:
-    """``build(folder)`` once per pytest session, also across pytest-xdist workers.
-
-    The first caller builds under a file lock in the session's base temp folder
-    (its parent under xdist, which every worker shares) and pickles the result;
-    the others wait and unpickle it. A failure is replayed to the others as a
-    :class:`ReplayError` with the same message.
-    """
-    base = Path(tmp_path_factory.getbasetemp())
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent
-    folder = base / key
-    with open(base / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        done, failed = base / f"{key}.pickle", base / f"{key}.error"
-        if done.exists():
-            return pickle.loads(done.read_bytes())
-        if failed.exists():
-            raise ReplayError(f"{key} failed in another worker:\n{failed.read_text()}")
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            value = build(folder)
-        except BaseException as error:
-            failed.write_text(f"{type(error).__name__}: {error}")
-            raise
-        done.write_bytes(pickle.dumps(value))
-        return value
-
-
-def cached_image(tmp_path_factory: Any, project_dir: str | os.PathLike = REPO_ROOT) -> Image:
-    """The wheel and the image venv, built once per pytest session (see :func:`shared`)."""
-
-    def build(root: Path) -> Image:
-        start = time.monotonic()
-        wheel = build_wheel(root / "wheel", project_dir)
-        python = make_image_venv(wheel, root / "venv", project_dir)
-        image = Image(wheel, python, round(time.monotonic() - start, 1))
-        log.info("image venv ready in %.1fs: %s", image.seconds, python)
-        return image
-
-    return shared(tmp_path_factory, "kfp-image", build)
-
-
-def _image_base_env(python: Path, home: Path | None = None) -> dict[str, str]:
-    """What a container starts with: the image's PATH, a HOME, a locale. Nothing from the caller's shell."""
-    env = {
-        "PATH": f"{python.parent}:/usr/local/bin:/usr/bin:/bin",
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-    }
-    if home is not None:
-        env["HOME"] = str(home)
-        env["TMPDIR"] = str(home / "tmp")
-    return env
-
-
-# --- The artifact store and the resolver's filter language -----------------------
-
-
-def _schema_title(artifact_type: Mapping[str, Any]) -> str:
-    if "schemaTitle" in artifact_type:
-        return artifact_type["schemaTitle"]
-    if "instanceSchema" in artifact_type:
-        match = re.search(r"^title:\s*(\S+)\s*$", artifact_type["instanceSchema"], re.MULTILINE)
-        if match:
-            return match.group(1)
-    raise UnsupportedSpec(f"artifact type without a schema title: {artifact_type}")
-
-
-@dataclasses.dataclass
-class StoredArtifact:
-    """One artifact as ML Metadata would hold it after the launcher recorded it."""
-
-    id: int
-    name: str
-    pipeline: str
-    run_id: str
-    task: str
-    output_key: str
-    schema_title: str
-    type: dict[str, Any]
-    uri: str
-    metadata: dict[str, Any]
-    state: str = "LIVE"
-
-    def runtime(self) -> dict[str, Any]:
-        """The RuntimeArtifact a downstream task receives (name = the store id, as the KFP driver passes it)."""
-        return {"name": self.name, "uri": self.uri, "type": self.type, "metadata": copy.deepcopy(self.metadata)}
-
-
-class ArtifactStore:
-    """Every artifact the replay produced, with an integer id; persisted as JSON when given a path."""
-
-    def __init__(self, path: str | os.PathLike | None = None):
-        self.path = Path(path) if path else None
-        self.artifacts: list[StoredArtifact] = []
-        if self.path and self.path.exists():
-            self.artifacts = [StoredArtifact(**a) for a in json.loads(self.path.read_text())]
-
-    def add(self, **fields: Any) -> StoredArtifact:
-        next_id = max((a.id for a in self.artifacts), default=0) + 1
-        artifact = StoredArtifact(id=next_id, name=str(next_id), **fields)
-        self.artifacts.append(artifact)
-        self.save()
-        return artifact
-
-    def save(self) -> None:
-        if self.path:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps([dataclasses.asdict(a) for a in self.artifacts], indent=1))
-
-    def query(self, pipeline: str, filter_text: str) -> StoredArtifact | None:
-        """The latest (highest id) artifact of ``pipeline``'s context matching ``filter_text``."""
-        matches = compile_filter(filter_text)
-        found = [a for a in self.artifacts if a.pipeline == pipeline and matches(a)]
-        return max(found, key=lambda a: a.id) if found else None
-
-
-def _split_and(text: str) -> list[str]:
-    clauses, current, quoted, i = [], [], False, 0
-    while i < len(text):
-        if text[i] == '"':
-            quoted = not quoted
-        if not quoted and text.startswith(" AND ", i):
-            clauses.append("".join(current).strip())
-            current, i = [], i + 5
-            continue
-        current.append(text[i])
-        i += 1
-    if quoted:
-        raise UnsupportedSpec(f"unbalanced quotes in filter {text!r}")
-    clauses.append("".join(current).strip())
-    return clauses
-
-
-def _number_equals(value: Any, expected: str) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and float(value) == float(expected)
-
-
-# Exactly the clauses TFX's KubeflowV2 step_builder emits for resolver tasks.
-_FILTER_CLAUSES: list[tuple[re.Pattern[str], Callable[[StoredArtifact, re.Match[str]], bool]]] = [
-    (re.compile(r'schema_title="([^"]*)"'), lambda a, m: a.schema_title == m[1]),
-    (re.compile(r"state=([A-Z_]+)"), lambda a, m: a.state == m[1]),
-    (
-        re.compile(r"metadata\.([A-Za-z0-9_]+)\.number_value=(-?\d+(?:\.\d+)?)"),
-        lambda a, m: _number_equals(a.metadata.get(m[1]), m[2]),
-    ),
-    (re.compile(r'name="([^"]*)"'), lambda a, m: a.name == m[1]),
-]
-
-
-def compile_filter(text: str) -> Callable[[StoredArtifact], bool]:
-    """A predicate for an ``outputArtifactQueries`` filter; raises on any clause TFX does not emit."""
-    checks = []
-    for clause in _split_and(text):
-        for pattern, check in _FILTER_CLAUSES:
-            match = pattern.fullmatch(clause)
-            if match:
-                checks.append((check, match))
-                break
-        else:
-            raise UnsupportedSpec(
-                f"resolver filter clause {clause!r} (in {text!r}) is not supported; supported: "
-                'schema_title="...", state=STATE, metadata.KEY.number_value=N, name="..."'
-            )
-    return lambda artifact: all(check(artifact, match) for check, match in checks)
-
-
-# --- Values and placeholders ----------------------------------------------------
-
-_LEGACY_KIND = {"INT": "intValue", "DOUBLE": "doubleValue", "STRING": "stringValue"}
-
-
-def _legacy_to_python(value: Mapping[str, Any]) -> Any:
-    """A deprecated ``pipeline_spec.Value`` (intValue/doubleValue/stringValue) as a plain value."""
-    if "intValue" in value:
-        return int(value["intValue"])
-    if "doubleValue" in value:
-        return float(value["doubleValue"])
-    if "stringValue" in value:
-        return value["stringValue"]
-    raise UnsupportedSpec(f"unknown deprecated Value {value}")
-
-
-def _python_to_legacy(value: Any, primitive: str | None = None) -> dict[str, Any]:
-    if primitive == "STRING" or isinstance(value, str):
-        return {"stringValue": value if isinstance(value, str) else json.dumps(value)}
-    if isinstance(value, bool):
-        raise UnsupportedSpec("the deprecated Value has no boolean")
-    if primitive == "INT" or (primitive is None and float(value).is_integer()):
-        return {"intValue": str(int(value))}
-    if primitive in ("DOUBLE", None):
-        return {"doubleValue": float(value)}
-    raise UnsupportedSpec(f"cannot hold {value!r} in a deprecated Value of type {primitive}")
-
-
-def _format_number(number: float) -> str:
-    """Go's ``strconv.FormatFloat(x, 'f', -1, 64)``: shortest exact form, no exponent (3.0 -> "3")."""
-    text = format(decimal.Decimal(repr(float(number))).normalize(), "f")
-    return text
-
-
-def _placeholder_text(value: Any) -> str:
-    """How ``getPlaceholders`` renders an input parameter value."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return _format_number(value)
-    if isinstance(value, str):
-        return value
-    if value is None:
-        raise ReplayError("a null parameter value cannot fill a placeholder")
-    return json.dumps(value, separators=(",", ":"))
-
-
-def _parameter_text_to_value(text: str, parameter_type: str) -> Any:
-    """``metadata.TextToPbValue``: an output parameter file's text as a value."""
-    if parameter_type == "STRING":
-        return text
-    if parameter_type in ("NUMBER_INTEGER", "NUMBER_DOUBLE"):
-        return int(text) if parameter_type == "NUMBER_INTEGER" else float(text)
-    if parameter_type == "BOOLEAN":
-        return {"true": True, "false": False}[text.strip()]
-    if parameter_type in ("LIST", "STRUCT"):
-        return json.loads(text)
-    raise UnsupportedSpec(f"output parameter type {parameter_type}")
-
-
-def _check_parameter_type(where: str, value: Any, parameter_type: str | None) -> Any:
-    """The driver's ``handleParamTypeValidationAndConversion``."""
-    if parameter_type is None:
-        return value
-    if parameter_type == "STRING":
-        return value if isinstance(value, str) else json.dumps(value)
-    ok = {
-        "NUMBER_INTEGER": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        "NUMBER_DOUBLE": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        "BOOLEAN": lambda v: isinstance(v, bool),
-        "LIST": lambda v: isinstance(v, list),
-        "STRUCT": lambda v: isinstance(v, dict),
-    }.get(parameter_type)
-    if ok is None:
-        raise UnsupportedSpec(f"{where}: parameter type {parameter_type}")
-    if not ok(value):
-        raise ReplayError(f"{where}: type mismatch: expect {parameter_type}, got {value!r}")
-    return value
-
-
-_PLACEHOLDER_RE = re.compile(r"\{\{\$[^}]*\}\}")
-_FILTER_INPUT_RE = re.compile(r"\{\{\$\.inputs\.artifacts\['([^']+)'\]\.metadata\['([^']+)'\]\}\}")
-
-
-# --- The replay -----------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -502,11 +103,13 @@ class RunResult:
 
 
 class Replay:
-    """Replays a compiled KFP V2 pipeline spec against a local pipeline root and a clean image venv.
+    """Replays a compiled KFP V2 pipeline spec against a local pipeline root and a stand-in image.
 
     Args:
         spec: the IR pipeline spec dict.
-        python: the image venv's python (its ``bin`` goes first on ``PATH``).
+        python: the image venv's python (its ``bin`` goes first on ``PATH``): short for
+            ``runner=VenvRunner(python)``.
+        runner: how each container task's command is executed (instead of ``python``).
         work_dir: scratch folder: task folders, the artifact store, the log.
         pipeline_root: replaces the spec's ``defaultPipelineRoot`` (default ``work_dir/pipeline_root``).
         env: extra environment of every container (the image's ``ENV``).
@@ -519,15 +122,22 @@ class Replay:
         self,
         spec: Mapping[str, Any],
         *,
-        python: str | os.PathLike,
         work_dir: str | os.PathLike,
+        python: str | os.PathLike | None = None,
+        runner: TaskRunner | None = None,
         pipeline_root: str | os.PathLike | None = None,
         env: Mapping[str, str] | None = None,
         forbidden_paths: Iterable[str | os.PathLike] = (),
         timeout: float = 1800,
     ):
+        if runner is None:
+            if python is None:
+                raise ValueError("give the replay the image venv's python or a runner")
+            runner = VenvRunner(python)
+        elif python is not None:
+            raise ValueError("give the replay the image venv's python or a runner, not both")
+        self.runner = runner
         self.spec = copy.deepcopy(dict(spec))
-        self.python = Path(python)
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.pipeline_root = str(pipeline_root or self.work_dir / "pipeline_root")
@@ -539,6 +149,11 @@ class Replay:
         self.runs: list[RunResult] = []
         self._log_file = self.work_dir / "replay.log"
         self._check_spec()
+
+    @property
+    def python(self) -> Path:
+        """The image's python (what ``python`` in a task's command runs)."""
+        return self.runner.python
 
     # -- spec checks and helpers
 
@@ -630,7 +245,7 @@ class Replay:
                     raise ReplayError(f"runtime parameter {name!r} has no parameterType (legacy 'type' only)")
                 if parameter_type == "STRING" and not isinstance(values[name], str):  # no conversion here
                     raise ReplayError(f"runtime parameter {name!r}: type mismatch: expect STRING, got {values[name]!r}")
-                resolved[name] = _check_parameter_type(f"runtime parameter {name!r}", values[name], parameter_type)
+                resolved[name] = check_parameter_type(f"runtime parameter {name!r}", values[name], parameter_type)
             elif "defaultValue" in definition:
                 resolved[name] = definition["defaultValue"]
             elif definition.get("isOptional"):
@@ -695,7 +310,7 @@ class Replay:
                     value = self._special_constant(runtime["constant"], task, result)
                 elif "constantValue" in runtime:  # deprecated (schema 2.0.0); Vertex reads it, open-source KFP does not
                     legacy[name] = runtime["constantValue"]
-                    value = _legacy_to_python(runtime["constantValue"])
+                    value = legacy_to_python(runtime["constantValue"])
                 else:
                     raise UnsupportedSpec(f"{where}: runtimeValue {sorted(runtime)}")
             elif "taskOutputParameter" in spec:
@@ -708,9 +323,9 @@ class Replay:
             else:
                 raise UnsupportedSpec(f"{where}: input parameter spec {sorted(spec)}")
             definition = definitions.get(name, {})
-            values[name] = _check_parameter_type(where, value, definition.get("parameterType"))
+            values[name] = check_parameter_type(where, value, definition.get("parameterType"))
             if "type" in definition and name not in legacy:  # a component declared with the deprecated types
-                legacy[name] = _python_to_legacy(value, definition["type"])
+                legacy[name] = python_to_legacy(value, definition["type"])
         # The launcher's addDefaultParams: component-level defaults for absent inputs.
         for name, definition in definitions.items():
             if name not in values and "defaultValue" in definition:
@@ -782,10 +397,10 @@ class Replay:
             if value is None:
                 missing = True
                 return ""
-            return _placeholder_text(value)
+            return placeholder_text(value)
 
-        filled = _FILTER_INPUT_RE.sub(fill, text)
-        leftover = _PLACEHOLDER_RE.search(filled)
+        filled = FILTER_INPUT_RE.sub(fill, text)
+        leftover = PLACEHOLDER_RE.search(filled)
         if leftover:
             raise UnsupportedSpec(f"resolver filter placeholder {leftover.group(0)!r} in {text!r}")
         return None if missing else filled
@@ -845,7 +460,7 @@ class Replay:
             placeholders[f"{{{{$.outputs.artifacts['{name}'].uri}}}}"] = uri
             placeholders[f"{{{{$.outputs.artifacts['{name}'].path}}}}"] = uri
         for name, value in executor_input.get("inputs", {}).get("parameterValues", {}).items():
-            placeholders[f"{{{{$.inputs.parameters['{name}']}}}}"] = _placeholder_text(value)
+            placeholders[f"{{{{$.inputs.parameters['{name}']}}}}"] = placeholder_text(value)
         for name, parameter in executor_input["outputs"].get("parameters", {}).items():
             placeholders[f"{{{{$.outputs.parameters['{name}'].output_file}}}}"] = parameter["outputFile"]
         compiled = []
@@ -858,7 +473,7 @@ class Replay:
             for key, value in placeholders.items():
                 filled = filled.replace(key, value)
                 bare = bare.replace(key, value)
-            leftover = _PLACEHOLDER_RE.search(bare)
+            leftover = PLACEHOLDER_RE.search(bare)
             if leftover:
                 raise UnsupportedSpec(f"task {task!r}: placeholder {leftover.group(0)!r} is not supported")
             compiled.append(filled)
@@ -878,7 +493,7 @@ class Replay:
                     raise ReplayError(f"task {task!r}: its command names {path} of the compiling machine: {part[:300]}")
 
     def _container_env(self, task: str, container: Mapping[str, Any], home: Path) -> dict[str, str]:
-        env = _image_base_env(self.python, home)
+        env = self.runner.base_env(home)
         env.update(self.extra_env)
         for item in container.get("env", []):
             env[item["name"]] = item.get("value", "")
@@ -894,7 +509,7 @@ class Replay:
         cwd = task_dir / "cwd"
         cwd.mkdir(parents=True, exist_ok=True)
         Path(env["TMPDIR"]).mkdir(parents=True, exist_ok=True)
-        executable = shutil.which(command[0], path=env["PATH"])
+        executable = self.runner.which(command[0], env)
         if executable is None:
             raise ReplayError(f"task {task!r}: {command[0]!r} is not on the image PATH {env['PATH']}")
         (task_dir / f"{prefix}command.json").write_text(json.dumps({"command": command, "executable": executable}))
@@ -904,9 +519,8 @@ class Replay:
         stderr_path = task_dir / f"{prefix}stderr.txt"
         with open(task_dir / f"{prefix}stdout.txt", "w") as out, open(stderr_path, "w") as err:
             try:
-                proc = subprocess.run(
-                    command, cwd=cwd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, timeout=self.timeout
-                )
+                mounts = [self.work_dir, Path(self.pipeline_root)]
+                proc = self.runner.run(command, env, cwd, stdout=out, stderr=err, timeout=self.timeout, mounts=mounts)
                 returncode = proc.returncode
             except subprocess.TimeoutExpired:
                 returncode = -9
@@ -958,7 +572,7 @@ class Replay:
                 values[name] = value
                 if legacy:
                     kind = self.component(task).get("inputDefinitions", {}).get("parameters", {}).get(name, {})
-                    legacy[name] = _python_to_legacy(value, kind.get("type"))
+                    legacy[name] = python_to_legacy(value, kind.get("type"))
             for name, value in driver_output.get("parameters", {}).items():
                 legacy[name] = value
             self._merge_output_artifacts(outputs["artifacts"], driver_output)
@@ -987,7 +601,7 @@ class Replay:
             path = Path(parameter["outputFile"])
             if not path.exists():
                 raise ReplayError(f"task {task!r}: output parameter {name!r} not written to {path}")
-            output_parameters[name] = _parameter_text_to_value(path.read_text(), definitions[name]["parameterType"])
+            output_parameters[name] = parameter_text_to_value(path.read_text(), definitions[name]["parameterType"])
 
         # uploadOutputArtifacts + RecordArtifact: every provisioned output becomes a LIVE artifact.
         recorded: dict[str, list[dict[str, Any]]] = {}
@@ -999,7 +613,7 @@ class Replay:
                     run_id=result.run_id,
                     task=task,
                     output_key=key,
-                    schema_title=_schema_title(artifact["type"]),
+                    schema_title=schema_title(artifact["type"]),
                     type=artifact["type"],
                     uri=artifact["uri"],
                     metadata=artifact.get("metadata", {}),
@@ -1023,41 +637,3 @@ class Replay:
                 target["uri"] = source["uri"]
             if source.get("metadata"):
                 target.setdefault("metadata", {}).update(source["metadata"])
-
-
-# --- What the open-source KFP backend would refuse --------------------------------
-
-
-def kfp_oss_blockers(spec: Mapping[str, Any]) -> list[str]:
-    """Reasons an open-source KFP V2 backend (kubeflow/pipelines ``backend/src/v2``) would not run ``spec``.
-
-    This replay emulates resolvers and ``preCacheCheck`` the way Vertex AI Pipelines runs them;
-    this function names what the open-source backend does instead.
-    """
-    problems = []
-    executors = spec.get("deploymentSpec", {}).get("executors", {})
-    for label, executor in sorted(executors.items()):
-        if "resolver" in executor:
-            problems.append(
-                f"executor {label}: resolver executors are not implemented by the open-source backend "
-                "(compiler/argocompiler/dag.go: 'resolver executors not implemented'); the run is refused"
-            )
-        if "preCacheCheck" in executor.get("container", {}).get("lifecycle", {}):
-            problems.append(
-                f"executor {label}: lifecycle.preCacheCheck is never run by the open-source backend "
-                "(nothing under backend/ reads it); the executor gets no span/fingerprint/resolved pattern"
-            )
-    for name, task in sorted(spec.get("root", {}).get("dag", {}).get("tasks", {}).items()):
-        for parameter, value in sorted(task.get("inputs", {}).get("parameters", {}).items()):
-            if "constantValue" in value.get("runtimeValue", {}):
-                problems.append(
-                    f"task {name} parameter {parameter}: deprecated runtimeValue.constantValue; the driver only "
-                    "resolves runtimeValue.constant (driver/resolve.go resolveInputParameter)"
-                )
-    for name, definition in sorted(spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {}).items()):
-        if "parameterType" not in definition:
-            problems.append(
-                f"runtime parameter {name}: no parameterType; the API server refuses a value for it "
-                "('input parameter ... has unspecified type', apiserver/template/v2_template.go)"
-            )
-    return problems
