@@ -47,16 +47,14 @@ def format_number(number: float) -> str:
 
 
 def placeholder_text(value: Any) -> str:
-    """How ``getPlaceholders`` renders an input parameter value."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return format_number(value)
-    if isinstance(value, str):
-        return value
+    """How ``getPlaceholders`` renders an input parameter value: numbers like Go, the rest as compact JSON."""
     if value is None:
         raise ReplayError("a null parameter value cannot fill a placeholder")
-    return json.dumps(value, separators=(",", ":"))
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format_number(value)
+    return json.dumps(value, separators=(",", ":"))  # true/false, lists and structs
 
 
 def parameter_text_to_value(text: str, parameter_type: str) -> Any:
