@@ -15,7 +15,7 @@ from support import tflite_helpers as helpers
 from bucket import layout, publish, storage, versions
 from bucket.live import FIRST_RELEASE, LiveModel, LiveModelError, find_live_model
 from components.tflite_pusher import live_gate as lg
-from shelf_tflite import build, runtime
+from shelf_tflite import runtime
 
 LABELS = ("ok", "misplaced", "damaged")
 MODEL = "shelf_audit"
@@ -362,11 +362,7 @@ def test_unreadable_live_manifest_means_no_live_model(tmp_path):
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, bytes]:
     """The brightness classifier (right on every helper image) and one shifted to call everything misplaced."""
-    root = tmp_path_factory.mktemp("live_gate_models")
-    return {
-        "good": build.convert(helpers.build_tiny_saved_model(str(root / "good")), "fp32"),
-        "shifted": build.convert(helpers.build_tiny_saved_model(str(root / "shifted"), bias_shift=8.0), "fp32"),
-    }
+    return helpers.fp32_models(tmp_path_factory.mktemp("live_gate_models"), {"good": 0.0, "shifted": 8.0})
 
 
 @pytest.fixture(scope="module")

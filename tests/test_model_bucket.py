@@ -15,7 +15,7 @@ from support import tflite_helpers as helpers
 from bucket import history as bucket_history
 from bucket import layout, publish, storage, verify, versions
 from shelf_data.contract import LABELS
-from shelf_tflite import build, runtime
+from shelf_tflite import runtime
 
 pytestmark = pytest.mark.component
 
@@ -25,11 +25,7 @@ T0 = datetime.datetime(2026, 11, 25, 12, 1, 2, tzinfo=datetime.timezone.utc)
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, bytes]:
     """Two different real models (fp32) so versions can differ."""
-    root = tmp_path_factory.mktemp("bucket_models")
-    return {
-        "a": build.convert(helpers.build_tiny_saved_model(str(root / "a")), "fp32"),
-        "b": build.convert(helpers.build_tiny_saved_model(str(root / "b"), bias_shift=0.5), "fp32"),
-    }
+    return helpers.fp32_models(tmp_path_factory.mktemp("bucket_models"), {"a": 0.0, "b": 0.5})
 
 
 def _payload(model: bytes):
@@ -200,9 +196,9 @@ def test_bad_names_are_refused(tmp_path, models):
     assert np.array_equal(versions.list_versions(str(tmp_path), "shelf_audit"), [])
 
 
-def _fake(bucket: str, tag: str = "x", now=T0, **kwargs) -> publish.PublishResult:
-    """A publish of fake model bytes (the bucket never parses them)."""
-    manifest = publish.build_manifest(
+def _fake_manifest(**extra) -> dict:
+    """The manifest of a fake model: one fp32 variant in model.tflite, no gate metrics, no lineage."""
+    return publish.build_manifest(
         model_name="shelf_audit",
         default_variant="fp32",
         variants={"fp32": {"file": "model.tflite"}},
@@ -210,9 +206,19 @@ def _fake(bucket: str, tag: str = "x", now=T0, **kwargs) -> publish.PublishResul
         gate_metrics={},
         lineage={},
         image_shape=(8, 8, 1),
+        **extra,
     )
+
+
+def _fake(bucket: str, tag: str = "x", now=T0, **kwargs) -> publish.PublishResult:
+    """A publish of fake model bytes (the bucket never parses them)."""
     return publish.publish(
-        bucket, "shelf_audit", {"model.tflite": tag.encode(), "labels.txt": b"ok\n"}, manifest, now=now, **kwargs
+        bucket,
+        "shelf_audit",
+        {"model.tflite": tag.encode(), "labels.txt": b"ok\n"},
+        _fake_manifest(),
+        now=now,
+        **kwargs,
     )
 
 
@@ -262,19 +268,7 @@ def test_extra_files_are_in_the_manifest_and_verified(tmp_path):
 
 def test_extra_manifest_keys_are_kept(tmp_path):
     bucket = str(tmp_path / "bucket")
-    files, manifest = (
-        {"model.tflite": b"m"},
-        publish.build_manifest(
-            model_name="shelf_audit",
-            default_variant="fp32",
-            variants={"fp32": {"file": "model.tflite"}},
-            labels=LABELS,
-            gate_metrics={},
-            lineage={},
-            image_shape=(8, 8, 1),
-            extra={"data_quality": {"bad_records": 0}},
-        ),
-    )
+    files, manifest = {"model.tflite": b"m"}, _fake_manifest(extra={"data_quality": {"bad_records": 0}})
     publish.publish(bucket, "shelf_audit", files, manifest, now=T0)
     assert versions.read_manifest(bucket, "shelf_audit")["data_quality"] == {"bad_records": 0}
 

@@ -105,16 +105,8 @@ def test_a_loaded_saved_model_is_used_as_it_is(world):
     # verify_variant takes outputs already computed instead of running the model again: wrong ones show.
     blob = build.convert(world["model_path"], "fp32")
     wrong = np.roll(data.reference, 1, axis=1)
-    report = verify.verify_variant(
-        blob,
-        "fp32",
-        golden_images=data.golden_images,
-        golden_reference=data.golden_reference,
-        eval_images=data.images,
-        eval_labels=data.labels,
-        eval_reference=data.reference,
-        eval_outputs=wrong,
-    )
+    evaluation, golden = (data.images, data.labels, data.reference), (data.golden_images, data.golden_reference)
+    report = helpers.verify_on(blob, "fp32", evaluation, golden, eval_outputs=wrong)
     assert report.agreement == 0.0 and not report.passed
 
 

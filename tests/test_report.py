@@ -290,6 +290,23 @@ def test_html_is_self_contained_with_baseline_and_not_published(tmp_path):
     assert "No gallery" in text and "examples are unknown" in text
 
 
+def _variant(
+    passed: bool, *, size: int, latency_ms: float, agreement: float, recall_ok: float, reasons: list[str]
+) -> dict:
+    """A manifest's variant report on 70 eval photos (published if it passed); the SavedModel's recall of ok is 1."""
+    return {
+        "agreement": agreement,
+        "eval_count": 70,
+        "passed": passed,
+        "published": passed,
+        "bytes": size,
+        "latency_ms": latency_ms,
+        "recall": {"ok": recall_ok},
+        "savedmodel_recall": {"ok": 1.0},
+        "reasons": reasons,
+    }
+
+
 def test_html_marks_small_slices_and_shows_variants(tmp_path):
     uri = _write_evaluation(tmp_path / "eval", *_protos_of_no_baseline())
     manifest = {
@@ -298,28 +315,10 @@ def test_html_marks_small_slices_and_shows_variants(tmp_path):
         "default_variant": "fp16",
         "labels": list(LABELS),
         "variants": {
-            "fp16": {
-                "agreement": 1.0,
-                "eval_count": 70,
-                "passed": True,
-                "published": True,
-                "bytes": 1900000,
-                "latency_ms": 0.5,
-                "recall": {"ok": 1.0},
-                "savedmodel_recall": {"ok": 1.0},
-                "reasons": [],
-            },
-            "int8": {
-                "agreement": 0.9,
-                "eval_count": 70,
-                "passed": False,
-                "published": False,
-                "bytes": 1200000,
-                "latency_ms": 1.1,
-                "recall": {"ok": 0.8},
-                "savedmodel_recall": {"ok": 1.0},
-                "reasons": ["damaged recall dropped"],
-            },
+            "fp16": _variant(True, size=1900000, latency_ms=0.5, agreement=1.0, recall_ok=1.0, reasons=[]),
+            "int8": _variant(
+                False, size=1200000, latency_ms=1.1, agreement=0.9, recall_ok=0.8, reasons=["damaged recall dropped"]
+            ),
         },
     }
     text = build.build_html(build.ReportInputs(evaluation_uri=uri, manifest=manifest, small_slice=8))

@@ -178,15 +178,9 @@ def test_colours_are_converted_with_the_bt601_coefficients(tasks_model, saved_mo
 def test_verify_variant_and_latency_work_on_gray_eval_images(tasks_model, saved_model):
     images, labels = helpers.make_images(24, seed=7)
     reference = convert.saved_model_predict(saved_model, images)
-    report = verify.verify_variant(
-        tasks_model,
-        "tasks",
-        golden_images=images[:6],
-        golden_reference=reference[:6],
-        eval_images=images,
-        eval_labels=labels,
-        eval_reference=reference,
-        config=verify.VerifyConfig(latency_repeats=5),
+    config = verify.VerifyConfig(latency_repeats=5)
+    report = helpers.verify_on(
+        tasks_model, "tasks", (images, labels, reference), (images[:6], reference[:6]), config=config
     )
     assert report.passed, report.reasons
     assert report.parity_tolerance == 1e-2 and report.agreement == 1.0

@@ -118,15 +118,7 @@ def test_bad_arguments(saved_model):
 
 def test_verify_variant_passes_and_records_everything(converted, data, reference):
     images, labels = data
-    report = verify.verify_variant(
-        converted["fp16"],
-        "fp16",
-        golden_images=images[:6],
-        golden_reference=reference[:6],
-        eval_images=images,
-        eval_labels=labels,
-        eval_reference=reference,
-    )
+    report = helpers.verify_on(converted["fp16"], "fp16", (images, labels, reference), (images[:6], reference[:6]))
     assert report.passed and report.reasons == ()
     assert report.parity_tolerance == 1e-2 and report.parity_max_abs_diff <= 1e-2
     assert report.agreement == 1.0 and report.recall["damaged"] == 1.0
@@ -142,15 +134,7 @@ def test_verify_variant_rejects_damaged_recall_drift(converted, data):
     labels = labels.copy()
     labels[[0, 3, 6]] = 2
     reference = np.eye(3, dtype=np.float32)[labels]
-    report = verify.verify_variant(
-        converted["int8"],
-        "int8",
-        golden_images=images[:3],
-        golden_reference=reference[:3],
-        eval_images=images,
-        eval_labels=labels,
-        eval_reference=reference,
-    )
+    report = helpers.verify_on(converted["int8"], "int8", (images, labels, reference), (images[:3], reference[:3]))
     assert not report.passed
     assert any(r.startswith("drift: damaged recall") for r in report.reasons)
     assert report.savedmodel_recall["damaged"] == 1.0 and report.recall["damaged"] < 0.98
@@ -159,16 +143,8 @@ def test_verify_variant_rejects_damaged_recall_drift(converted, data):
 def test_verify_variant_budgets_and_parity(converted, data, reference):
     images, labels = data
     config = verify.VerifyConfig(size_budget_bytes=100, latency_budget_ms=1e-9, latency_repeats=3)
-    report = verify.verify_variant(
-        converted["fp32"],
-        "fp32",
-        golden_images=images[:3],
-        golden_reference=reference[:3] + 0.1,
-        eval_images=images,
-        eval_labels=labels,
-        eval_reference=reference,
-        config=config,
-    )
+    golden = (images[:3], reference[:3] + 0.1)
+    report = helpers.verify_on(converted["fp32"], "fp32", (images, labels, reference), golden, config=config)
     kinds = sorted(r.split(":")[0] for r in report.reasons)
     assert kinds == ["latency", "parity", "size"]
 

@@ -13,6 +13,8 @@ the SavedModel and recall is 1.0: tests that need a failing check force it.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -69,6 +71,44 @@ def build_tiny_saved_model(export_dir: str, bias_shift: float = 0.0, rgb: bool =
         signatures["serving_rgb"] = serve_rgb
     tf.saved_model.save(model, export_dir, signatures=signatures)
     return export_dir
+
+
+def fp32_models(root: str | os.PathLike, bias_shifts: Mapping[str, float]) -> dict[str, bytes]:
+    """One fp32 TFLite model per name: the brightness classifier with that name's ``bias_shift`` (under ``root``)."""
+    from shelf_tflite import build
+
+    return {
+        name: build.convert(build_tiny_saved_model(os.path.join(root, name), bias_shift=shift), "fp32")
+        for name, shift in bias_shifts.items()
+    }
+
+
+def verify_on(
+    model: bytes,
+    variant: str,
+    evaluation: tuple[np.ndarray, np.ndarray, np.ndarray],
+    golden: tuple[np.ndarray, np.ndarray],
+    **options: Any,
+) -> Any:
+    """``shelf_tflite.verify.verify_variant`` of ``model`` on an eval set and golden samples.
+
+    ``evaluation`` is ``(images, labels, reference)``, ``golden`` is ``(images, reference)``
+    (the SavedModel's outputs); ``options`` go through (``config``, ``eval_outputs``).
+    """
+    from shelf_tflite import verify
+
+    images, labels, reference = evaluation
+    golden_images, golden_reference = golden
+    return verify.verify_variant(
+        model,
+        variant,
+        golden_images=golden_images,
+        golden_reference=golden_reference,
+        eval_images=images,
+        eval_labels=labels,
+        eval_reference=reference,
+        **options,
+    )
 
 
 def make_images(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
