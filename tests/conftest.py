@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from shelf_data.contract import PhotoRecord
+
 # TFT switches the process to Keras 2; the whole stack must agree before
 # TensorFlow is first imported by any test.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -58,23 +60,11 @@ def make_image() -> ImageFactory:
 
 
 @dataclasses.dataclass(frozen=True)
-class ExpectedPhoto:
-    """What a packed record must hold for one photo of a :class:`PhotoFolder`."""
-
-    data: bytes
-    label: int
-    lane_id: int
-    device_id: str
-    captured_at: int | None = None
-    lighting: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
 class PhotoFolder:
     """A PHOTO_DIR of good photos, the defaults to pack it with, and what each photo must become."""
 
     root: Path
-    expected: dict[str, ExpectedPhoto]  # relative path -> expected record
+    expected: dict[str, PhotoRecord]  # relative path -> the record pack must write for it (image: the file's bytes)
     default_lane: int
     default_device: str
 
@@ -109,7 +99,7 @@ def build_photo_folder(root: Path) -> PhotoFolder:
     """Write :data:`_GOOD_PHOTOS` and their ``metadata.csv`` under ``root``."""
     from shelf_data import contract
 
-    expected: dict[str, ExpectedPhoto] = {}
+    expected: dict[str, PhotoRecord] = {}
     rows = []
     for seed, (rel, mode, size, fmt, meta) in enumerate(_GOOD_PHOTOS):
         data = _encode_image(mode, size, fmt, seed=seed)
@@ -118,13 +108,13 @@ def build_photo_folder(root: Path) -> PhotoFolder:
         path.write_bytes(data)
         label = contract.LABELS.index(rel.split("/")[0])
         if meta is None:
-            expected[rel] = ExpectedPhoto(data, label, _DEFAULT_LANE, _DEFAULT_DEVICE)
+            expected[rel] = PhotoRecord(data, label, _DEFAULT_LANE, _DEFAULT_DEVICE)
             continue
         lane, device, captured_text, captured_at, lighting = meta
         rows.append(
             {"file": rel, "lane_id": lane, "device_id": device, "captured_at": captured_text, "lighting": lighting}
         )
-        expected[rel] = ExpectedPhoto(data, label, lane, device, captured_at, lighting or None)
+        expected[rel] = PhotoRecord(data, label, lane, device, captured_at, lighting or None)
     with (root / "metadata.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["file", "lane_id", "device_id", "captured_at", "lighting"])
         writer.writeheader()

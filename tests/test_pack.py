@@ -53,7 +53,7 @@ def test_pack_round_trips_photos_bytes_labels_and_metadata(photo_folder, tmp_pat
     records = _records_by_bytes(out)
     assert len(records) == len(photo_folder.expected)
     for rel, want in photo_folder.expected.items():
-        got = records[want.data]  # original bytes, not re-encoded
+        got = records[want.image]  # original bytes, not re-encoded
         assert (got.label, got.lane_id, got.device_id, got.captured_at, got.lighting) == (
             want.label,
             want.lane_id,
@@ -89,7 +89,7 @@ def test_bad_files_are_reported_by_name_others_packed_and_exit_is_4(photo_folder
     (root / "ok" / "truncated.jpg").write_bytes(good_jpeg[: len(good_jpeg) // 2])
     (root / "ok" / "notes.jpg").write_text("this is not a photo\n")
     (root / "damaged" / "tiny.png").write_bytes(make_image("RGB", (40, 200), "PNG", seed=98))
-    (root / "ok" / "later-copy.jpg").write_bytes(photo_folder.expected["ok/gray.jpg"].data)
+    (root / "ok" / "later-copy.jpg").write_bytes(photo_folder.expected["ok/gray.jpg"].image)
     (root / "damaged" / "conflict.png").write_bytes(make_image("RGB", (90, 90), "PNG", seed=95))
     (root / "ok" / "conflict.png").write_bytes(make_image("RGB", (90, 90), "PNG", seed=95))
     (root / "ok" / "photo.gif").write_bytes(_gif())
@@ -136,7 +136,7 @@ def test_bad_files_are_reported_by_name_others_packed_and_exit_is_4(photo_folder
     assert ".DS_Store" not in reasons  # hidden files are ignored, and counted
     # Every good photo still made it, with the right label.
     records = _records_by_bytes(out)
-    assert {r.image for r in records.values()} == {p.data for p in photo_folder.expected.values()}
+    assert {r.image for r in records.values()} == {p.image for p in photo_folder.expected.values()}
 
 
 def test_nothing_packable_exits_1_and_leaves_no_span(make_image, tmp_path):
