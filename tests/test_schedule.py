@@ -15,6 +15,7 @@ from unittest import mock
 
 import pytest
 import yaml
+from support.refusals import refusal
 
 from shelf_audit import cli, schedule_cmd
 from shelf_audit.schedule_cmd import Parameter, UsageError
@@ -101,9 +102,7 @@ def test_cron_is_converted_to_kfp_six_fields(given, kfp, converted):
     ],
 )
 def test_bad_cron_is_refused_naming_the_field_and_value(given, message):
-    with pytest.raises(UsageError) as error:
-        schedule_cmd.kfp_cron(given)
-    assert message in str(error.value)
+    assert message in refusal(UsageError, schedule_cmd.kfp_cron, given)
 
 
 # --- Runtime parameters ------------------------------------------------------------------
@@ -159,9 +158,7 @@ def test_values_are_typed_by_the_declared_parameter_type(ptype, text, value):
     ],
 )
 def test_mistyped_values_are_refused_naming_parameter_type_and_value(ptype, text, message):
-    with pytest.raises(UsageError) as error:
-        schedule_cmd.typed_value(Parameter("p", ptype), text)
-    assert message in str(error.value)
+    assert message in refusal(UsageError, schedule_cmd.typed_value, Parameter("p", ptype), text)
 
 
 def test_params_are_checked_against_the_declared_ones():
@@ -185,9 +182,7 @@ def test_params_are_checked_against_the_declared_ones():
     ],
 )
 def test_bad_params_are_refused_with_the_known_names(pairs, message):
-    with pytest.raises(UsageError) as error:
-        schedule_cmd.parse_params(pairs, schedule_cmd.declared_parameters(SPEC))
-    assert message in str(error.value)
+    assert message in refusal(UsageError, schedule_cmd.parse_params, pairs, schedule_cmd.declared_parameters(SPEC))
 
 
 def test_placeholders_left_in_effective_values_and_the_spec_are_warned_about():

@@ -9,6 +9,7 @@ classes several test modules use:
 - ``tflite_helpers``: the tiny brightness classifier, Transform-shaped examples and TFX artifacts;
 - ``mediapipe_helpers``: ``scripts/tasks_classify.py`` in the MediaPipe environment;
 - ``browser_check``: a page opened in headless Chromium over the DevTools protocol;
+- ``refusals``: the message of the error a refused call raises;
 - ``kfp_replay``: a stand-in Kubeflow Pipelines V2 backend that replays a compiled spec.
 
 Tests import them with ``tests/`` on ``sys.path`` (pytest's rootdir-relative
