@@ -517,9 +517,9 @@ class Replay:
         self._log(f"{what} {task}: {shown}  [{executable}, cwd {cwd}]")
         start = time.monotonic()
         stderr_path = task_dir / f"{prefix}stderr.txt"
+        mounts = [self.work_dir, Path(self.pipeline_root)]  # task folders, HOME and TMPDIR; the artifacts
         with open(task_dir / f"{prefix}stdout.txt", "w") as out, open(stderr_path, "w") as err:
             try:
-                mounts = [self.work_dir, Path(self.pipeline_root)]
                 proc = self.runner.run(command, env, cwd, stdout=out, stderr=err, timeout=self.timeout, mounts=mounts)
                 returncode = proc.returncode
             except subprocess.TimeoutExpired:

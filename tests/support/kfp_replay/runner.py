@@ -52,8 +52,9 @@ class TaskRunner(Protocol):
     ) -> subprocess.CompletedProcess:
         """Run ``command`` with exactly ``env`` from ``workdir``, its output written to ``stdout``/``stderr``.
 
-        ``mounts`` are the host folders the task reads and writes (the task folders, the
-        pipeline root), which a container must see at the same paths. Raises
+        ``mounts`` are the host folders the replay gives the task (its task folders, HOME and
+        TMPDIR, the pipeline root), which a container must see at the same paths; a runner adds
+        any others its tasks read (the data root, the bucket). Raises
         ``subprocess.TimeoutExpired`` when the command runs longer than ``timeout`` seconds.
         """
         ...
