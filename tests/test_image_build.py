@@ -16,8 +16,8 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-import image_helpers
 import pytest
+from support import image_helpers
 
 pytestmark = pytest.mark.image
 
