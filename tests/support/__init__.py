@@ -10,7 +10,8 @@ classes several test modules use:
 - ``mediapipe_helpers``: ``scripts/tasks_classify.py`` in the MediaPipe environment;
 - ``browser_check``: a page opened in headless Chromium over the DevTools protocol;
 - ``refusals``: the message of the error a refused call raises;
-- ``kfp_replay``: a stand-in Kubeflow Pipelines V2 backend that replays a compiled spec.
+- ``kfp_replay``: a stand-in Kubeflow Pipelines V2 backend that replays a compiled spec;
+- ``image_helpers``: the project's image, built once per content, and commands run in it.
 
 Tests import them with ``tests/`` on ``sys.path`` (pytest's rootdir-relative
 import of test modules), e.g. ``from support import span_helpers``.
