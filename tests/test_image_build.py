@@ -69,6 +69,8 @@ def test_the_libraries_a_run_loads_import_and_the_setup_check_passes(image):
     result = image_helpers.docker_run(image, "python", "-m", "shelf_audit.preflight")
     assert result.returncode == 0, _output(result)
     assert "set-up check" in result.stdout + result.stderr
+    result = image_helpers.docker_run(image, "shelf-audit", "--help")
+    assert result.returncode == 0 and "usage: shelf-audit" in result.stdout, _output(result)
 
 
 def test_the_image_runs_the_venv_with_the_project_settings(image):

@@ -10,10 +10,12 @@ A machine without a Docker engine fails the test that needs one; it is never ski
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
 import subprocess
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -69,9 +71,20 @@ def ensure_image(base_image: str | None = None, beam_boot_image: str = "") -> st
     """The name of the project's image for the current checkout, built when no image has that content.
 
     ``base_image`` defaults to ``$BASE_IMAGE``, else the project's base (built by ``make base-image``).
+    One process at a time builds (a file lock next to the checkout): ``make wheel`` empties ``dist/``,
+    which another test worker's build may be reading.
     """
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
         pytest.fail("the Docker engine does not answer (docker info): make test-services starts it", pytrace=False)
+    lock_path = (
+        Path(tempfile.gettempdir()) / f"shelf-audit-image-{hashlib.sha256(str(REPO).encode()).hexdigest()[:12]}.lock"
+    )
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build(base_image, beam_boot_image)
+
+
+def _build(base_image: str | None, beam_boot_image: str) -> str:
     _make("wheel")
     base = base_image or os.environ.get("BASE_IMAGE") or project_base_image()
     tag = content_tag(base, beam_boot_image)

@@ -7,8 +7,9 @@ the image; ``preCacheCheck`` hooks and resolver queries behave as on Vertex AI
 Pipelines; anything else is refused as :class:`UnsupportedSpec`. The modules:
 
 - ``replay``: :class:`Replay`, :class:`TaskRecord`, :class:`RunResult` (how each kind of task is replayed);
-- ``runner``: :class:`TaskRunner`, how a container task's command is executed, and
-  :class:`VenvRunner`, a subprocess in the clean image venv;
+- ``runner``: :class:`TaskRunner`, how a container task's command is executed:
+  :class:`VenvRunner`, a subprocess in the clean image venv, or :class:`DockerRunner`,
+  ``docker run`` of the real image;
 - ``image_venv``: the wheel, the clean venv standing in for the image (:func:`cached_image`,
   once per pytest session) and :func:`shared`, a session-wide build shared by xdist workers;
 - ``artifacts``: :class:`ArtifactStore` and the resolver's filter language (:func:`compile_filter`);
@@ -22,12 +23,13 @@ from .errors import ReplayError, TaskFailed, UnsupportedSpec
 from .image_venv import REPO_ROOT, Image, build_wheel, cached_image, find_python310, find_uv, make_image_venv, shared
 from .oss import kfp_oss_blockers
 from .replay import Replay, RunResult, TaskRecord
-from .runner import TaskRunner, VenvRunner
+from .runner import DockerRunner, TaskRunner, VenvRunner
 from .values import placeholder_text
 
 __all__ = [
     "REPO_ROOT",
     "ArtifactStore",
+    "DockerRunner",
     "Image",
     "Replay",
     "ReplayError",

@@ -116,6 +116,10 @@ class Replay:
         forbidden_paths: refuse to run a task whose command or ExecutorInput names one of
             these (e.g. the compiling machine's checkout): a real container cannot see them.
         timeout: seconds per container.
+        platform: the package's Kubernetes platform spec (its second YAML document): each
+            executor's ``secretAsEnv`` entries become environment variables of its container.
+        secrets: the values of the Kubernetes secrets, ``{(secret name, key): value}``; a secret
+            the platform spec names and this lacks fails the task, as a missing secret does on a cluster.
     """
 
     def __init__(
@@ -129,6 +133,8 @@ class Replay:
         env: Mapping[str, str] | None = None,
         forbidden_paths: Iterable[str | os.PathLike] = (),
         timeout: float = 1800,
+        platform: Mapping[str, Any] | None = None,
+        secrets: Mapping[tuple[str, str], str] | None = None,
     ):
         if runner is None:
             if python is None:
@@ -144,6 +150,9 @@ class Replay:
         self.extra_env = dict(env or {})
         self.forbidden = [str(p) for p in forbidden_paths]
         self.timeout = timeout
+        kubernetes = ((platform or {}).get("platforms") or {}).get("kubernetes") or {}
+        self.platform_executors = (kubernetes.get("deploymentSpec") or {}).get("executors") or {}
+        self.secrets = dict(secrets or {})
         self.store = ArtifactStore(self.work_dir / "artifact_store.json")
         self.pipeline_name = self.spec["pipelineInfo"]["name"]
         self.runs: list[RunResult] = []
@@ -497,6 +506,13 @@ class Replay:
         env.update(self.extra_env)
         for item in container.get("env", []):
             env[item["name"]] = item.get("value", "")
+        label = self.spec["components"][self.tasks[task]["componentRef"]["name"]]["executorLabel"]
+        for secret in self.platform_executors.get(label, {}).get("secretAsEnv", []):
+            for item in secret["keyToEnv"]:
+                where = (secret["secretName"], item["secretKey"])
+                if where not in self.secrets:
+                    raise ReplayError(f"task {task!r}: secret {where[0]} has no key {where[1]} (secretAsEnv)")
+                env[item["envVar"]] = self.secrets[where]
         for key, value in env.items():
             for path in self.forbidden:
                 if path in value:
