@@ -166,11 +166,11 @@ def shim_places() -> list[tuple[str, str]]:
 
 
 def code_files() -> list[Path]:
-    """The project's Python files: not the tests, not hidden folders (environments, caches)."""
+    """The project's Python files: not the tests, hidden folders (environments, caches) or build output."""
     files = []
     for path in sorted(ROOT.rglob("*.py")):
         parts = path.relative_to(ROOT).parts
-        if parts[0] == "tests" or any(part.startswith(".") for part in parts):
+        if parts[0] in ("tests", "build", "dist", "runs") or any(part.startswith(".") for part in parts):
             continue
         files.append(path)
     return files
