@@ -115,7 +115,7 @@ bench: demo-data ## Run the benchmarks (demo pipeline, scaling to 54,000 photos,
 
 wheel: $(STAMP) ## Build the project wheel into dist/ (what the image installs)
 	rm -rf dist build
-	$(UV) build --wheel --quiet --out-dir dist .
+	$(UV) build --wheel --quiet --out-dir dist . && rm -rf build  # setuptools' staging copy of the sources
 	@ls dist/*.whl
 
 # The image's base: any Debian 12 image with CPython 3.10 in /usr/local (the Dockerfile's default is
