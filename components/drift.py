@@ -236,7 +236,7 @@ def check_drift(
 
     Args:
         input_base: the folder holding the spans.
-        split_pattern: ExampleGen's split pattern (``span-{SPAN}/*.tfrecord*``).
+        split_pattern: ExampleGen's split pattern (:data:`shelf_data.window.SPLIT_PATTERN`).
         current: the newest span of the run.
         schema: the curated schema.
         settings: thresholds and sample size.

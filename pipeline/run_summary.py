@@ -17,9 +17,9 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
-from components import split_stats
 from pipeline.lineage import custom_property
 from pipeline.metadata_store import PIPELINE_RUN_CONTEXT, run_pipeline_root
+from report import split_stats
 from report.tfma_reader import GateRow, load_evaluation
 from shelf_data import bad_records
 from shelf_data.drift_report import DriftReport, read_report
@@ -59,7 +59,7 @@ class RunSummary:
     examples: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     # SpanDrift's drift.json (components/drift.py), when it ran.
     drift: dict[str, Any] | None = None
-    # Split ratios, grouping, seed and photos per split and class (components/split_stats.py).
+    # Split ratios, grouping, seed and photos per split and class (report/split_stats.py).
     splits: dict[str, Any] | None = None
 
     @property

@@ -63,7 +63,7 @@ def _tfx() -> ModuleType:
 
 
 def input_config(pattern: str = SPLIT_PATTERN) -> example_gen_pb2.Input:
-    """The one input split of the photos: ``span-{SPAN}/*.tfrecord*`` under ``input_base``."""
+    """The one input split of the photos: :data:`SPLIT_PATTERN` under ``input_base``."""
     return example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name=SPLIT_NAME, pattern=pattern)])
 
 
@@ -114,7 +114,7 @@ def span_folders(input_base: str) -> dict[int, str]:
 
 
 def _file_glob(pattern: str) -> str:
-    """The file part of a split pattern: ``span-{SPAN}/*.tfrecord*`` -> ``*.tfrecord*``."""
+    """The file part of a split pattern, after its last ``/`` (``*.tfrecord*`` of :data:`SPLIT_PATTERN`)."""
     return pattern.rsplit("/", 1)[-1]
 
 

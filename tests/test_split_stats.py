@@ -1,11 +1,11 @@
-"""Unit tests of components/split_stats.py: photos per split and class from TFDV statistics."""
+"""Unit tests of report/split_stats.py: photos per split and class from TFDV statistics."""
 
 from __future__ import annotations
 
 import pytest
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-from components import split_stats
+from report import split_stats
 
 pytestmark = pytest.mark.unit
 

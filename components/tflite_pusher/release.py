@@ -24,9 +24,9 @@ from tfx import types
 from tfx.types import artifact_utils
 
 from bucket import layout, publish
-from components import split_stats
 from components.tflite_pusher.verification import EvalData, Verified
 from report import examples as report_examples
+from report import split_stats
 from shelf_data import bad_records, contract, drift_report, splits
 from shelf_model import preprocessing
 from shelf_tflite import convert, runtime
