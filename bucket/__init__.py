@@ -1,7 +1,7 @@
 """The model bucket: each model's versions as the apps fetch them, published atomically, signed, with ``LATEST``.
 
 * :mod:`bucket.layout`: the paths and names of the bucket contract, and the checks every path goes through;
-* :mod:`bucket.storage`: the file operations, ``os`` for local paths and ``tf.io.gfile`` for the others;
+* :mod:`bucket.storage`: the file operations, ``os`` for local paths and fsspec for URLs (``gs://``, ``s3://``);
 * :mod:`bucket.versions`: version names, the complete versions, their manifests, the one ``LATEST`` names;
 * :mod:`bucket.history`: the append-only event log, and ``LATEST`` derived from it;
 * :mod:`bucket.publish`: atomic publish, an interrupted publish finished, rollback, cleanup, the manifest

@@ -1,10 +1,10 @@
 """The append-only event log of a model and ``LATEST``, which is derived from it.
 
 ``LATEST`` is a function of the event log (:func:`latest_from_events`), not of
-who wrote last: object stores (and ``tf.io.gfile``) have no compare-and-swap,
+who wrote last: object stores offer no compare-and-swap on ``LATEST`` that every store shares,
 so concurrent publishers and rollbacks agree by each recomputing it from the
-same log (:func:`settle_latest`). An event is a new object
-(:func:`record_event`): nothing is rewritten, so concurrent writers cannot lose
+same log (:func:`settle_latest`). An event is a new object,
+created only if absent (:func:`record_event`): nothing is rewritten, so concurrent writers cannot lose
 each other's events.
 """
 
@@ -102,7 +102,7 @@ def record_event(root: str, action: str, version: str, moment: datetime.datetime
     entry = {"action": action, "version": version, "time": moment.isoformat(timespec="seconds"), **fields}
     folder = join(root, HISTORY_DIR)
     storage.makedirs(folder)
-    storage.atomic_write(join(folder, name), storage.json_bytes(entry))
+    storage.create(join(folder, name), storage.json_bytes(entry))
     return name
 
 

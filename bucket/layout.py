@@ -39,7 +39,7 @@ class BucketError(RuntimeError):
 
 
 def join(*parts: str) -> str:
-    # posixpath keeps '/' for gs:// and ram:// on every OS; strip stray slashes.
+    # posixpath keeps '/' for URLs (gs://, s3://) on every OS; strip stray slashes.
     return posixpath.join(parts[0].rstrip("/"), *parts[1:])
 
 

@@ -123,7 +123,7 @@ def find_live_model(bucket: str, model_name: str, variant: str) -> tuple[LiveMod
     manifest records for it (``files`` and the variant entry).
 
     Args:
-        bucket: the model bucket (local path, ``gs://`` or ``ram://``).
+        bucket: the model bucket (local path, ``gs://``, ``s3://`` or ``memory://``).
         model_name: folder under the bucket.
         variant: the candidate variant (``fp16``, ``int8``...).
 
@@ -139,7 +139,7 @@ def find_live_model(bucket: str, model_name: str, variant: str) -> tuple[LiveMod
         LiveModelError: the live file differs from its manifest (sha256 or
             size), or the manifest records it and it is missing; the message
             names the path.
-        OSError, tf.errors.OpError: the bucket cannot be read (not a reason to skip the gate).
+        OSError: the bucket cannot be read (not a reason to skip the gate).
     """
     root = model_root(bucket, model_name)
     version = versions.read_latest(bucket, model_name)

@@ -290,7 +290,7 @@ def publish(
     """Publish one version atomically, record its event and settle ``LATEST``.
 
     Args:
-        bucket: ``/local/path``, ``gs://bucket/prefix`` or ``ram://...``.
+        bucket: ``/local/path``, ``gs://bucket/prefix``, ``s3://bucket/prefix`` or ``memory://...``.
         model_name: folder under the bucket.
         files: name -> bytes; must hold ``model.tflite``.
         manifest: from :func:`build_manifest` (extra keys are kept).
@@ -369,18 +369,19 @@ def publish(
         _check_files(staging, full_manifest["files"])
         _step("staged")
 
-        # 2. Make visible: files first, then the signature, manifest.json last (the commit point).
+        # 2. Make visible: files first, then the signature, manifest.json last (the commit point). Each is
+        # created only if absent: a second writer of the same version fails instead of overwriting.
         if storage.exists(target):
             # Leftover of a crashed publish of this very version (no manifest).
             storage.remove(target)
         for name in sorted(all_files):
             storage.makedirs(posixpath.dirname(join(target, name)))
-            storage.copy(join(staging, name), join(target, name))
+            storage.create(join(target, name), all_files[name])
         _check_files(target, full_manifest["files"])
         if signature is not None:
-            storage.atomic_write(join(target, SIGNATURE_FILE), signature)
+            storage.create(join(target, SIGNATURE_FILE), signature)
         _step("copied")
-        storage.atomic_write(join(target, MANIFEST_FILE), manifest_bytes)
+        storage.create(join(target, MANIFEST_FILE), manifest_bytes)
     except Exception:
         if not storage.exists(join(target, MANIFEST_FILE)):
             storage.remove_quietly(target)

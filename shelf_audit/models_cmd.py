@@ -53,7 +53,7 @@ def read_manifest(bucket: str, model: str, version: str | None = None) -> dict[s
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the actions list, show, verify, rollback, clean, keygen and lineage."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--bucket", required=True, help="bucket root: local folder, gs://... or ram://...")
+    common.add_argument("--bucket", required=True, help="bucket root: local folder, gs://..., s3://... or memory://...")
     common.add_argument(
         "--model", default=push_defaults.MODEL_NAME, help="model folder in the bucket (default: %(default)s)"
     )

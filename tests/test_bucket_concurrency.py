@@ -1,7 +1,7 @@
 """The bucket under concurrency and crashes: concurrent publishers and rollbacks, and a publish killed at each step.
 
 Publishes here carry small fake model bytes (the bucket never parses them), so the tests take seconds and, on
-local folders, never import TensorFlow (``ram://`` does: it is TensorFlow's in-memory filesystem).
+local folders and fsspec's ``memory://``, never import TensorFlow.
 """
 
 from __future__ import annotations
@@ -140,9 +140,9 @@ def test_concurrent_processes_on_a_local_folder(tmp_path, with_rollbacks):
     assert [e["action"] for e in bucket_history.read_history(bucket, MODEL)].count("rollback") == len(rolled)
 
 
-def test_concurrent_threads_on_ram():
-    # ram:// lives in one process's memory: threads share it, processes would not.
-    bucket = f"ram://race-{uuid.uuid4().hex}"
+def test_concurrent_threads_on_memory():
+    # memory:// lives in one process's memory: threads share it, processes would not.
+    bucket = f"memory://race-{uuid.uuid4().hex}"
     start = time.time() + 0.2
     with futures.ThreadPoolExecutor(3) as pool:
         jobs = [pool.submit(publisher, bucket, tag, PER_PUBLISHER, start) for tag in ("t1", "t2")]

@@ -1,4 +1,4 @@
-"""Tests of the bucket package: layout, atomic publish, dedup, rollback, ram://."""
+"""Tests of the bucket package: layout, atomic publish, dedup, rollback, memory://, create-only writes."""
 
 from __future__ import annotations
 
@@ -95,18 +95,18 @@ def test_same_model_twice_is_a_noop(tmp_path, models):
 def test_crash_mid_publish_leaves_latest_and_versions_alone(tmp_path, models):
     bucket = str(tmp_path / "bucket")
     first = _publish(bucket, models["a"])
-    real_copy = storage.copy
+    real_create = storage.create
     calls = []
 
-    def flaky_copy(src, dst):
-        calls.append(dst)
+    def flaky_create(path, data):
+        calls.append(path)
         if len(calls) == 3:
             raise OSError("simulated crash while copying")
-        return real_copy(src, dst)
+        return real_create(path, data)
 
     # A killed process does not clean up either: keep the partial folder.
     with (
-        mock.patch.object(storage, "copy", side_effect=flaky_copy),
+        mock.patch.object(storage, "create", side_effect=flaky_create),
         mock.patch.object(storage, "remove_quietly"),
         pytest.raises(OSError, match="simulated crash"),
     ):
@@ -173,8 +173,8 @@ def test_verify_detects_a_model_that_no_longer_matches_its_golden_outputs(tmp_pa
     assert [p.split(":")[0] for p in report.problems] == ["model.tflite"]
 
 
-def test_ram_bucket_works_like_a_folder(models):
-    bucket = f"ram://bucket-{uuid.uuid4().hex}"
+def test_memory_bucket_works_like_a_folder(models):
+    bucket = f"memory://bucket-{uuid.uuid4().hex}"
     first = _publish(bucket, models["a"])
     second = _publish(bucket, models["b"], now=T0 + datetime.timedelta(seconds=1))
     assert versions.list_versions(bucket, "shelf_audit") == [first.version, second.version]
@@ -323,4 +323,15 @@ def test_probe_writable(tmp_path):
         storage.probe_writable(str(tmp_path / "file" / "b"))
     with pytest.raises(layout.BucketError, match="bucket '' is not writable"):
         storage.probe_writable("")
-    storage.probe_writable(f"ram://probe-{uuid.uuid4().hex}")
+    storage.probe_writable(f"memory://probe-{uuid.uuid4().hex}")
+
+
+@pytest.mark.parametrize("kind", ["local", "memory"])
+def test_a_second_create_of_a_version_file_is_refused(tmp_path, models, kind):
+    bucket = str(tmp_path / "bucket") if kind == "local" else f"memory://create-{uuid.uuid4().hex}"
+    result = _publish(bucket, models["a"])
+    path = layout.join(result.path, "model.tflite")
+    with pytest.raises(layout.BucketError, match=f"^{path} already exists: not overwritten$"):
+        storage.create(path, b"another model")
+    assert storage.read(path) == models["a"] and verify.verify_version(bucket, "shelf_audit").ok
+    assert [n for n in storage.listdir(result.path) if layout.TMP_MARK in n] == []

@@ -226,7 +226,7 @@ def _fake_report_fields() -> dict:
 
 
 def test_repush_of_the_same_model_is_a_noop(artifacts):
-    bucket = f"ram://pusher-{uuid.uuid4().hex}"
+    bucket = f"memory://pusher-{uuid.uuid4().hex}"
     first = _run(artifacts, bucket, name="first")
     assert_pushed(first)
     with mock.patch.object(build, "convert_many") as convert:

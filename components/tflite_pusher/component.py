@@ -108,7 +108,7 @@ class TFLitePusher(base_component.BaseComponent):
             model_blessing: the Evaluator's ``ModelBlessing``.
             transformed_examples: Transform's output ``Examples`` (train: int8
                 calibration; eval: verification).
-            bucket: local folder, ``gs://...`` or ``ram://...`` (or a runtime parameter); the
+            bucket: local folder, ``gs://...``, ``s3://...`` or ``memory://...`` (or a runtime parameter); the
                 run's bucket, which ``settings.bucket`` does not override.
             settings: variants, budgets, tolerances, golden samples, the live gate and the
                 signing key's source (:class:`PushSettings`; None: the defaults).
