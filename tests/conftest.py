@@ -142,9 +142,31 @@ def packed_photos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Photo
     return base / "data", folder
 
 
+# --- Object stores --------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def object_stores(tmp_path_factory):
+    """A GCS emulator and a moto S3 server on free local ports, their buckets made, the clients' variables set."""
+    from support import stores
+
+    servers = stores.start_servers(tmp_path_factory.mktemp("stores"))
+    saved = {key: os.environ.get(key) for key in servers.env}
+    os.environ.update(servers.env)
+    try:
+        yield servers
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        servers.stop()
+
+
 # --- Test tiers ----------------------------------------------------------------
 
-TIERS = ("unit", "component", "e2e", "kfp", "mysql", "notebook", "browser", "mediapipe", "image")
+TIERS = ("unit", "component", "e2e", "kfp", "mysql", "notebook", "browser", "mediapipe", "image", "stores")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -6,15 +6,12 @@ local folders and fsspec's ``memory://``, never import TensorFlow.
 
 from __future__ import annotations
 
-import collections
 import datetime
 import multiprocessing
 import os
-import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from concurrent import futures
@@ -22,100 +19,27 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+from support.bucket_race import (
+    KILLER,
+    MODEL,
+    PER_PUBLISHER,
+    STEPS,
+    Killed,
+    check_invariants,
+    killed_at,
+    leftovers,
+    minutes_ago,
+    payload,
+    publish_one,
+    publisher,
+    rollbacker,
+)
 
 from bucket import history as bucket_history
-from bucket import layout, publish, storage, verify
+from bucket import publish, storage
 from bucket import versions as bucket_versions
 
 pytestmark = pytest.mark.component
-
-MODEL = "shelf_audit"
-PER_PUBLISHER = 10
-
-
-def _payload(tag: str, unique: bool = True) -> tuple[dict[str, bytes], dict]:
-    data = f"model {tag} {uuid.uuid4().hex if unique else ''}".encode()
-    manifest = publish.build_manifest(
-        model_name=MODEL,
-        default_variant="fp16",
-        variants={"fp16": {"file": "model.tflite", "bytes": len(data), "latency_ms": 0.1}},
-        labels=["ok", "misplaced", "damaged"],
-        gate_metrics={"overall": {"weighted_recall": 0.9}},
-        lineage={"pipeline_run_id": tag},
-        image_shape=(8, 8, 1),
-    )
-    return {"model.tflite": data, "labels.txt": b"ok\nmisplaced\ndamaged\n"}, manifest
-
-
-def publish_one(bucket: str, tag: str, now: datetime.datetime | None = None) -> str:
-    """Publish one fresh fake model; its version."""
-    files, manifest = _payload(tag)
-    result = publish.publish(bucket, MODEL, files, manifest, now=now)
-    assert result.created
-    return result.version
-
-
-def _minutes_ago(minutes: float) -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=minutes)
-
-
-def publisher(bucket: str, tag: str, count: int, start: float) -> list[str]:
-    """Publish ``count`` versions as fast as possible (a process or a thread), from ``start`` (epoch seconds) on."""
-    time.sleep(max(0.0, start - time.time()))
-    return [publish_one(bucket, f"{tag}-{i}") for i in range(count)]
-
-
-def rollbacker(bucket: str, count: int, start: float, deadline: float) -> list[str]:
-    """Roll back ``count`` times to a random older complete version while the publishers run."""
-    time.sleep(max(0.0, start - time.time()))
-    rng = random.Random(os.getpid() ^ threading.get_ident())
-    targets: list[str] = []
-    while len(targets) < count and time.time() < deadline:
-        versions = bucket_versions.list_versions(bucket, MODEL)
-        if len(versions) < 2:
-            time.sleep(0.02)
-            continue
-        target = rng.choice(versions[:-1])
-        publish.rollback(bucket, MODEL, target, reason="race test")
-        targets.append(target)
-        time.sleep(rng.uniform(0.0, 0.05))
-    return targets
-
-
-def check_invariants(bucket: str, published: list[str]) -> str:
-    """Every publish has exactly one event; LATEST is what the log says, complete, and not moved back; LATEST."""
-    history = bucket_history.read_history(bucket, MODEL)
-    events = collections.Counter(e["version"] for e in history if e["action"] == "publish")
-    assert sorted(events) == sorted(published), "a publish without its event, or an event without a publish"
-    assert set(events.values()) == {1}, f"duplicate publish events: {events.most_common(3)}"
-    latest = bucket_versions.read_latest(bucket, MODEL)
-    assert latest == bucket_history.latest_from_events(history)
-    assert bucket_versions.is_complete(bucket, MODEL, latest)
-    assert verify.verify_version(bucket, MODEL, latest, run_models=False).ok
-    # The rule, stated from the last rollback on: LATEST is the newest version published after it that is newer
-    # than every version published before it; with none, the rollback's target.
-    rollbacks = [i for i, e in enumerate(history) if e["action"] == "rollback"]
-    last = rollbacks[-1] if rollbacks else -1
-    before = [e["version"] for e in history[: max(last, 0)] if e["action"] == "publish"]
-    after = [e["version"] for e in history[last + 1 :] if e["action"] == "publish"]
-    newer = [v for v in after if not before or v > max(before)]
-    if newer:
-        assert latest == max(newer)
-    else:
-        assert rollbacks and latest == history[last]["version"]
-    if not rollbacks:
-        assert latest == max(published)
-    return latest
-
-
-def _leftovers(bucket: str) -> list[str]:
-    root = layout.model_root(bucket, MODEL)
-    found = [n for n in storage.listdir(root) if layout.TMP_MARK in n]
-    found += [n for n in storage.listdir(layout.join(root, layout.HISTORY_DIR)) if layout.TMP_MARK in n]
-    staging = layout.join(root, layout.STAGING_DIR)
-    if storage.isdir(staging):
-        found += storage.listdir(staging)
-    return found
 
 
 @pytest.mark.parametrize("with_rollbacks", [False, True], ids=["two-publishers", "two-publishers-and-rollbacks"])
@@ -136,7 +60,7 @@ def test_concurrent_processes_on_a_local_folder(tmp_path, with_rollbacks):
     assert sum(a != b for a, b in zip(order, order[1:], strict=False)) >= 2, f"no overlap: {order}"
     assert len(rolled) == (5 if with_rollbacks else 0)
     check_invariants(bucket, published)
-    assert _leftovers(bucket) == []
+    assert leftovers(bucket) == []
     assert [e["action"] for e in bucket_history.read_history(bucket, MODEL)].count("rollback") == len(rolled)
 
 
@@ -162,27 +86,12 @@ def test_a_slower_publish_of_an_older_build_does_not_move_latest_back(tmp_path):
     check_invariants(bucket, [newer, older])
 
 
-class Killed(BaseException):
-    """A kill: not an Exception, so no ``except Exception`` cleanup of publish runs (as with SIGKILL)."""
-
-
-def _killed_at(step: str):
-    def hook(name: str) -> None:
-        if name == step:
-            raise Killed(step)
-
-    return mock.patch.object(publish, "_step", side_effect=hook)
-
-
-STEPS = ["staged", "copied", "manifest", "event", "latest"]
-
-
 @pytest.mark.parametrize("step", STEPS)
 def test_a_publish_killed_at_each_step_is_finished_by_a_rerun(tmp_path, step):
     bucket = str(tmp_path / "bucket")
-    first = publish_one(bucket, "first", now=_minutes_ago(2))  # versions of one second sort by fingerprint
-    files, manifest = _payload("second")
-    with _killed_at(step), mock.patch.object(storage, "remove_quietly"), pytest.raises(Killed):
+    first = publish_one(bucket, "first", now=minutes_ago(2))  # versions of one second sort by fingerprint
+    files, manifest = payload("second")
+    with killed_at(step), mock.patch.object(storage, "remove_quietly"), pytest.raises(Killed):
         publish.publish(bucket, MODEL, files, manifest)
     # Until LATEST moved, apps still get the first version, complete.
     moved = STEPS.index(step) >= STEPS.index("latest")
@@ -200,7 +109,7 @@ def test_a_publish_killed_at_each_step_is_finished_by_a_rerun(tmp_path, step):
     check_invariants(bucket, [first, again.version])
     # Leftovers of the kill are cleaned once older than the grace period (0 here); nothing else is touched.
     publish.clean(bucket, MODEL, grace_seconds=0)
-    assert _leftovers(bucket) == []
+    assert leftovers(bucket) == []
     assert (
         bucket_versions.list_versions(bucket, MODEL)
         == bucket_versions.version_folders(bucket, MODEL)
@@ -212,10 +121,10 @@ def test_a_publish_killed_at_each_step_is_finished_by_a_rerun(tmp_path, step):
 @pytest.mark.parametrize("step", ["manifest", "event"])
 def test_a_rollback_after_a_killed_publish_survives_the_rerun(tmp_path, step):
     bucket = str(tmp_path / "bucket")
-    first = publish_one(bucket, "first", now=_minutes_ago(3))
-    second = publish_one(bucket, "second", now=_minutes_ago(2))
-    files, manifest = _payload("third")
-    with _killed_at(step), pytest.raises(Killed):
+    first = publish_one(bucket, "first", now=minutes_ago(3))
+    second = publish_one(bucket, "second", now=minutes_ago(2))
+    files, manifest = payload("third")
+    with killed_at(step), pytest.raises(Killed):
         publish.publish(bucket, MODEL, files, manifest)
     time.sleep(0.01)
     publish.rollback(bucket, MODEL, first, reason="field reports")  # on purpose, after the crash
@@ -252,7 +161,7 @@ def test_clean_keeps_young_leftovers_and_removes_old_ones(tmp_path):
 def test_a_stale_latest_write_is_corrected_by_the_writer_that_made_it(tmp_path):
     """Writer X lists the log, then Y records a newer publish and settles, then X writes its stale LATEST."""
     bucket = str(tmp_path / "bucket")
-    first = publish_one(bucket, "first", now=_minutes_ago(2))
+    first = publish_one(bucket, "first", now=minutes_ago(2))
     real_write = storage.atomic_write
     newer: list[str] = []
     started: list[bool] = []
@@ -270,33 +179,17 @@ def test_a_stale_latest_write_is_corrected_by_the_writer_that_made_it(tmp_path):
     check_invariants(bucket, [first, newer[0]])
 
 
-# A child that publishes the "killed" model and SIGKILLs itself right after the given step.
-KILLER = """
-import os, signal, sys
-from bucket import publish
-import test_bucket_concurrency as t
-
-def hook(name):
-    if name == sys.argv[2]:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-publish._step = hook
-files, manifest = t._payload("killed", unique=False)
-publish.publish(sys.argv[1], t.MODEL, files, manifest)
-"""
-
-
 @pytest.mark.parametrize("step", STEPS)
 def test_a_publish_process_killed_with_sigkill_is_finished_by_a_rerun(tmp_path, step):
     bucket = str(tmp_path / "bucket")
-    first = publish_one(bucket, "first", now=_minutes_ago(2))
+    first = publish_one(bucket, "first", now=minutes_ago(2))
     tests = Path(__file__).resolve().parent
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tests.parent), str(tests)]))
     proc = subprocess.run([sys.executable, "-c", KILLER, bucket, step], env=env, capture_output=True, timeout=60)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     latest = bucket_versions.read_latest(bucket, MODEL)
     assert bucket_versions.is_complete(bucket, MODEL, latest) and (latest == first) == (step != "latest")
-    files, manifest = _payload("killed", unique=False)
+    files, manifest = payload("killed", unique=False)
     again = publish.publish(bucket, MODEL, files, manifest)
     assert bucket_versions.read_latest(bucket, MODEL) == again.version != first
     check_invariants(bucket, [first, again.version])

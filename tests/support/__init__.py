@@ -11,7 +11,9 @@ classes several test modules use:
 - ``browser_check``: a page opened in headless Chromium over the DevTools protocol;
 - ``refusals``: the message of the error a refused call raises;
 - ``kfp_replay``: a stand-in Kubeflow Pipelines V2 backend that replays a compiled spec;
-- ``image_helpers``: the project's image, built once per content, and commands run in it.
+- ``image_helpers``: the project's image, built once per content, and commands run in it;
+- ``bucket_race``: publishers, rollbacks and kills of the bucket's concurrency tests, and their invariants;
+- ``stores``: the ``stores`` tier's local GCS emulator and S3 server on free ports.
 
 Tests import them with ``tests/`` on ``sys.path`` (pytest's rootdir-relative
 import of test modules), e.g. ``from support import span_helpers``.
