@@ -94,7 +94,7 @@ run: demo-data ## Run the whole pipeline locally on the demo data
 # (module-scoped fixtures such as the tiny pipeline runs are built once).
 PYTEST := $(VENV)/bin/python -m pytest -n 2 --dist loadscope
 
-test: test-services $(STAMP) $(MP_STAMP) ## Set up the test services (scripts/test_services.sh: as root, installs chromium, fonts-dejavu-core, mariadb-server and docker.io when missing and starts MariaDB with its test user and dockerd; without root, names the packages and stops), lint (ruff check, ruff format --check, mypy), then every test tier (unit, component, e2e, kfp, mysql, notebook, browser, mediapipe, image), as CI runs them
+test: test-services $(STAMP) $(MP_STAMP) ## Set up the test services (scripts/test_services.sh: as root, installs chromium, fonts-dejavu-core, mariadb-server and docker.io when missing and starts MariaDB with its test user and dockerd; without root, names the packages and stops), lint (ruff check, ruff format --check, mypy), then every test tier (unit, component, stores, e2e, kfp, mysql, notebook, browser, mediapipe, image), as CI runs them
 	$(MAKE) --no-print-directory lint
 	$(PYTEST)
 
