@@ -151,16 +151,10 @@ def object_stores(tmp_path_factory):
     from support import stores
 
     servers = stores.start_servers(tmp_path_factory.mktemp("stores"))
-    saved = {key: os.environ.get(key) for key in servers.env}
-    os.environ.update(servers.env)
     try:
-        yield servers
+        with stores.environment(servers.env):
+            yield servers
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         servers.stop()
 
 

@@ -26,3 +26,14 @@ def as_subcommand(name: str) -> str:
         cli.console_main()
         """
     )
+
+
+# A child script: `models list`, `show` and `verify --no-run` on the bucket in argv[1], each exiting 0,
+# without TensorFlow ever imported.
+READERS_WITHOUT_TENSORFLOW = (
+    "import sys\n"
+    "from shelf_audit import cli\n"
+    "for action in (['list'], ['show'], ['verify', '--no-run']):\n"
+    "    assert cli.main(['models', *action, '--bucket', sys.argv[1]]) == 0, action\n"
+    "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+)

@@ -15,6 +15,7 @@ server enforces ``If-None-Match: *`` itself.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import socket
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 GCS_BUCKET = "shelf-models"
@@ -63,6 +65,21 @@ server.HANDLERS = tuple(
 )
 server.create_server("127.0.0.1", int(sys.argv[1]), in_memory=True, default_bucket=sys.argv[2]).run()
 """
+
+
+@contextlib.contextmanager
+def environment(env: Mapping[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``env`` set inside the block, as it was outside it."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def free_port() -> int:
@@ -164,13 +181,5 @@ def s3_client(servers: Servers):
     """A botocore S3 client configured from the servers' environment only (as the app side would be)."""
     import botocore.session
 
-    saved = {k: os.environ.get(k) for k in servers.env}
-    os.environ.update(servers.env)
-    try:
+    with environment(servers.env):
         return botocore.session.get_session().create_client("s3")
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
