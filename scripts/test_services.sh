@@ -9,7 +9,9 @@
 #     `shelf_audit_test...` databases. The SHELF_AUDIT_TEST_MYSQL_* defaults below are the tests'
 #     defaults; a server where that user already logs in (local or not) is used as it is.
 #   - A Docker engine (Debian's docker.io) for the image tier, which builds the Kubeflow image
-#     (tests/test_image_build.py); enough when `docker info` answers.
+#     (tests/test_image_build.py); enough when `docker info` answers. And debootstrap, with which
+#     the tier builds the image's base from Debian's mirrors (make base-image), unless BASE_IMAGE
+#     names a base.
 #
 # As root with apt-get, what is missing is installed (one apt-get update and install, none when
 # nothing is missing), and MariaDB and dockerd are started without systemd (each in its own session).
@@ -129,6 +131,9 @@ if docker_answers; then
 elif ! has dockerd; then
   packages+=(docker.io)
 fi
+if [ -z "${BASE_IMAGE:-}" ] && ! has debootstrap; then
+  packages+=(debootstrap)
+fi
 
 # 2. Without root or apt-get: say what to install, and stop before the tests.
 if { [ ${#packages[@]} -gt 0 ] && ! { is_root && has apt-get; }; } || { ! { $mariadb_ready && $docker_ready; } && ! is_root; }; then
@@ -136,6 +141,7 @@ if { [ ${#packages[@]} -gt 0 ] && ! { is_root && has apt-get; }; } || { ! { $mar
   [ -n "$(chromium_path)" ] || echo "  browser tier: no chromium on PATH" >&2
   $mariadb_ready || echo "  mysql tier: $USER_NAME cannot log in at $HOST:$PORT" >&2
   $docker_ready || echo "  image tier: no Docker engine answers (docker info)" >&2
+  [ -n "${BASE_IMAGE:-}" ] || has debootstrap || echo "  image tier: no debootstrap to build the base (or set BASE_IMAGE)" >&2
   if [ ${#packages[@]} -gt 0 ]; then
     echo "Install the Debian packages:" >&2
     echo "  sudo apt-get install --no-install-recommends ${packages[*]}" >&2
