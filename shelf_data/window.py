@@ -248,12 +248,6 @@ def resolve(input_base: str, config: example_gen_pb2.Input, selection: spans_lib
     return resolution
 
 
-def resolve_range_config_json(input_base: str, range_config_json: str, pattern: str = SPLIT_PATTERN) -> str:
-    """A selection (RangeConfig JSON, "" = latest) as the concrete static range of the spans present."""
-    resolution = resolve(input_base, input_config(pattern), spans_lib.from_value(range_config_json))
-    return resolution.range_config_json
-
-
 def encode_patterns(patterns: tuple[str, ...] | list[str]) -> str:
     """One pattern as it is; several as ``{p1,p2,...}`` (a single split pattern for the executor).
 

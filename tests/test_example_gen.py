@@ -168,7 +168,7 @@ def test_local_pipeline_reads_every_span_of_the_window(data, tmp_path):
     from tfx.proto import example_gen_pb2, range_config_pb2
     from tfx.utils import proto_utils
 
-    range_json = window.resolve_range_config_json(str(data), spans.to_json(spans.parse("last:2")))
+    range_json = window.resolve(str(data), window.input_config(), spans.parse("last:2")).range_config_json
     assert json.loads(range_json)["static_range"] == {"start_span_number": 2, "end_span_number": 4}
     props = _exec_properties(data, range_json)
     gen = component.SpanWindowExampleGen(
